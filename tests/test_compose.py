@@ -1,0 +1,62 @@
+"""docker-compose.yml cannot rot unseen: every command is one the CLI and Celery accept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.compose import command, services
+from worker.cli import _parser
+
+BIN = Path(sys.executable).parent
+
+
+def test_compose_has_the_production_services() -> None:
+    assert {"redis", "postgres", "migrate", "worker", "beat"} <= set(services())
+
+
+def test_exactly_one_beat_is_configured() -> None:
+    beats = [name for name in services() if "beat" in services()[name].get("command", [])]
+    assert beats == ["beat"]
+    assert services()["beat"]["deploy"]["replicas"] == 1
+
+
+def test_the_migration_command_is_a_cli_command() -> None:
+    cmd = command("migrate")
+    assert cmd[0] == "sla-worker"
+    args = _parser().parse_args(cmd[1:])
+    assert (args.command, args.db_command) == ("db", "upgrade")
+
+
+def test_celery_accepts_the_worker_and_beat_command_lines(tmp_path: Path) -> None:
+    env = {"SLA_CONFIG": str(Path("config/sla.yaml").resolve()), "PATH": str(BIN)}
+    for service in ("worker", "beat"):
+        cmd = command(service)
+        assert cmd[:3] == ["celery", "-A", "worker.celery_app"]
+        # --help after the full command line makes celery parse every option and exit 0.
+        done = subprocess.run(
+            [str(BIN / "celery"), *cmd[1:], "--help"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_every_service_built_from_this_repo_reads_only_the_documented_environment() -> None:
+    documented = {
+        "SLA_CONFIG",
+        "DATABASE_URL",
+        "BROKER_URL",
+        "SLACK_BOT_TOKEN",
+        "SLACK_API_URL",
+        "HUBSPOT_TOKEN",
+        "HUBSPOT_BASE_URL",
+        "SLA_BEAT_SCHEDULE",
+    }
+    for name, service in services().items():
+        if "build" in service:
+            assert set(service["environment"]) <= documented, name

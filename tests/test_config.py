@@ -1,0 +1,188 @@
+"""Config validation: every mistake named by its key path, and the ruleset it builds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.config import Ruleset, load_config, parse_config
+from worker.errors import ConfigError
+from worker.sla import BusinessSpan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "calendars": {"emea": {"timezone": "Europe/Berlin", "hours": {"mon-fri": "09:00-17:00"}}},
+        "teams": {"sales": {"calendar": "emea", "manager": "boss@example.com"}},
+        "policies": [{"name": "default", "first_touch": "4h"}],
+    }
+    data.update(overrides)
+    return data
+
+
+def errors_of(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return str(info.value)
+
+
+def test_the_shipped_configs_are_valid() -> None:
+    for path in (ROOT / "config/sla.yaml", ROOT / "worker/demo_config.yaml"):
+        Ruleset(load_config(path))
+
+
+def test_durations_become_business_spans() -> None:
+    config = parse_config(minimal(policies=[{"name": "p", "first_touch": "1d4h"}]))
+    assert config.policies[0].first_touch == BusinessSpan(days=1, time=timedelta(hours=4))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # a mistyped duration names the list index and key
+        (
+            {
+                "policies": [
+                    {"name": "a", "match": {"priority": ["HIGH"]}, "first_touch": "1h"},
+                    {"name": "b", "first_touch": "4x"},
+                ]
+            },
+            'policies[1].first_touch: "4x" is not a duration like 90m, 4h, 2d',
+        ),
+        # an unknown key gets a suggestion
+        (
+            {"teams": {"sales": {"calender": "emea"}}},
+            'teams.sales.calender: unknown key (did you mean "calendar"?)',
+        ),
+        # a team pointing at a calendar that does not exist
+        (
+            {"teams": {"sales": {"calendar": "apac"}}},
+            'teams.sales.calendar: "apac" is not a calendar',
+        ),
+        # a time zone that does not exist
+        (
+            {
+                "calendars": {
+                    "emea": {"timezone": "Europe/Atlantis", "hours": {"mon": "09:00-17:00"}}
+                }
+            },
+            'calendars.emea.timezone: "Europe/Atlantis" is not an IANA time zone',
+        ),
+        # hours that end before they start
+        (
+            {"calendars": {"emea": {"timezone": "UTC", "hours": {"mon-fri": "17:00-09:00"}}}},
+            'calendars.emea.hours: mon-fri: "17:00-09:00" ends before it starts',
+        ),
+        # a day given twice
+        (
+            {
+                "calendars": {
+                    "emea": {
+                        "timezone": "UTC",
+                        "hours": {"mon-fri": "09:00-17:00", "fri": "09:00-12:00"},
+                    }
+                }
+            },
+            "fri is given twice",
+        ),
+        # unknown holiday region
+        (
+            {
+                "calendars": {
+                    "emea": {
+                        "timezone": "UTC",
+                        "hours": {"mon": "09:00-17:00"},
+                        "holidays": "XX-YY",
+                    }
+                }
+            },
+            'calendars.emea.holidays: "XX-YY" is not a country',
+        ),
+        # the last policy must match every lead
+        (
+            {"policies": [{"name": "hot", "match": {"priority": ["HIGH"]}, "first_touch": "1h"}]},
+            "policies[0].match: the last policy must match every lead",
+        ),
+        # a bad score range
+        (
+            {"policies": [{"name": "a", "match": {"score": "high"}}, {"name": "b"}]},
+            'policies[0].match.score: "high" is not a score range',
+        ),
+        # an escalation to a manager that a team does not have
+        (
+            {
+                "teams": {"sales": {"calendar": "emea"}},
+                "escalation": [{"after": "0m", "notify": "manager"}],
+            },
+            "escalation[0].notify: manager, but teams sales have no manager",
+        ),
+        # a recipient that is nothing known
+        (
+            {"escalation": [{"after": "0m", "notify": "#sales"}]},
+            'escalation[0].notify: "#sales" is not a recipient',
+        ),
+        # a required section missing
+        ({"policies": None}, "policies"),
+    ],
+)
+def test_a_config_mistake_names_its_key_path(change: dict[str, Any], expected: str) -> None:
+    data = minimal(**change)
+    if data.get("policies") is None:
+        del data["policies"]
+    assert expected in errors_of(data)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = errors_of(
+        minimal(
+            teams={"sales": {"calendar": "emea", "colour": "red"}},
+            policies=[{"name": "p", "first_touch": "soon", "warn_before": "later"}],
+        )
+    )
+    assert "teams.sales.colour" in message
+    assert "policies[0].first_touch" in message
+    assert "policies[0].warn_before" in message
+
+
+def test_the_ruleset_builds_engine_objects() -> None:
+    rules = Ruleset(load_config(ROOT / "config/sla.yaml"))
+    assert [p.name for p in rules.policies] == ["hot", "warm", "default"]
+    assert rules.policies[0].match.priorities == frozenset({"HIGH"})
+    assert rules.policies[0].match.score_min == 80
+    assert rules.touch_rules.min_call == timedelta(minutes=1)
+    assert [lvl.notify for lvl in rules.escalation.levels] == [("rep",), ("manager",), ("channel",)]
+    assert rules.calendars["emea"].timezone == "Europe/Berlin"
+
+
+def test_owners_are_routed_to_the_first_matching_team() -> None:
+    rules = Ruleset(load_config(ROOT / "config/sla.yaml"))
+    assert rules.team_for("lena@example.com", ["EMEA"]).name == "emea-sales"
+    assert rules.team_for("sam@example.com", ["Americas"]).name == "americas-sales"
+    assert rules.team_for(None, []).name == "americas-sales"
+
+
+def test_hours_allow_24_00_and_closed_days() -> None:
+    config = parse_config(
+        minimal(
+            calendars={
+                "c": {"timezone": "UTC", "hours": {"mon-fri": "00:00-24:00", "sat": "closed"}}
+            },
+            teams={"s": {"calendar": "c"}},
+        )
+    )
+    weekly = config.calendars["c"].weekly_hours()
+    assert weekly[0] == [(0, 1440)] and weekly[5] == [] and weekly[6] == []
+
+
+def test_the_yaml_file_is_commented_for_every_section() -> None:
+    text = (ROOT / "config/sla.yaml").read_text()
+    data = yaml.safe_load(text)
+    for section in data:
+        assert f"{section}:" in text
+    assert text.count("#") > 40

@@ -1,0 +1,103 @@
+"""Which notifications a verdict causes, and their dedup keys (pure, table-driven)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from worker.config import Team
+from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING
+from worker.pipeline.notifications import LeadFacts, drafts_for, resolve_recipient
+from worker.sla import (
+    BusinessCalendar,
+    Escalation,
+    EscalationPolicy,
+    EscalationStep,
+    LeadEvaluation,
+    Rule,
+    RuleResult,
+    RuleState,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+DEADLINE = NOW - timedelta(hours=3)
+TEAM = Team("sales", BusinessCalendar.always_open(), "Boss@Example.com", "#sales-esc")
+FACTS = LeadFacts("42", "Maria Lopez", "Nordwind", "HIGH", None, "Lena@Example.com", "Lena F")
+POLICY = EscalationPolicy()
+
+
+def _result(state: RuleState, rule: Rule = Rule.FIRST_TOUCH) -> RuleResult:
+    return RuleResult(rule, state, NOW - timedelta(hours=4), DEADLINE, None, None, "no touch yet")
+
+
+def _evaluation(*results: RuleResult, escalations: tuple[Escalation, ...] = ()) -> LeadEvaluation:
+    return LeadEvaluation("42", "hot", results, escalations, False, None, None)
+
+
+def _breach(levels: int, repeat: int = 0) -> Escalation:
+    notify = [("rep",), ("manager",), ("channel",)]
+    steps = tuple(
+        EscalationStep(i, DEADLINE + timedelta(hours=i), notify[i]) for i in range(levels)
+    )
+    return Escalation(Rule.FIRST_TOUCH, DEADLINE, steps, repeat, None)
+
+
+def test_recipients_resolve_to_outbox_addresses() -> None:
+    assert resolve_recipient("rep", FACTS, TEAM) == "email:lena@example.com"
+    assert resolve_recipient("manager", FACTS, TEAM) == "email:boss@example.com"
+    assert resolve_recipient("channel", FACTS, TEAM) == "channel:#sales-esc"
+    assert resolve_recipient("channel:#vip", FACTS, TEAM) == "channel:#vip"
+    assert resolve_recipient("cro@example.com", FACTS, TEAM) == "email:cro@example.com"
+
+
+def test_a_rep_without_email_falls_back_to_the_manager() -> None:
+    facts = LeadFacts("42", "Maria", None, None, None, None, "unknown")
+    assert resolve_recipient("rep", facts, TEAM) == "email:boss@example.com"
+
+
+def test_a_warning_goes_to_the_rep() -> None:
+    (draft,) = drafts_for(_evaluation(_result(RuleState.WARNING)), FACTS, TEAM, POLICY, {})
+    assert (draft.kind, draft.recipient, draft.level) == (WARNING, "email:lena@example.com", 0)
+
+
+def test_each_due_level_is_its_own_notification() -> None:
+    drafts = drafts_for(
+        _evaluation(_result(RuleState.BREACHED), escalations=(_breach(3),)), FACTS, TEAM, POLICY, {}
+    )
+    assert [(d.kind, d.recipient) for d in drafts] == [
+        (BREACH, "email:lena@example.com"),
+        (ESCALATION, "email:boss@example.com"),
+        (ESCALATION, "channel:#sales-esc"),
+    ]
+    assert len({d.dedup_key for d in drafts}) == 3
+
+
+def test_the_same_verdict_gives_the_same_keys() -> None:
+    evaluation = _evaluation(_result(RuleState.BREACHED), escalations=(_breach(2),))
+    first = [d.dedup_key for d in drafts_for(evaluation, FACTS, TEAM, POLICY, {})]
+    again = [d.dedup_key for d in drafts_for(evaluation, FACTS, TEAM, POLICY, {})]
+    assert first == again
+
+
+def test_a_repeat_is_a_new_notification_for_the_highest_level_only() -> None:
+    drafts = drafts_for(
+        _evaluation(_result(RuleState.BREACHED), escalations=(_breach(2, repeat=1),)),
+        FACTS,
+        TEAM,
+        POLICY,
+        {},
+    )
+    assert [(d.recipient, d.dedup_key.split("|")[5]) for d in drafts] == [
+        ("email:lena@example.com", "0"),
+        ("email:boss@example.com", "0"),
+        ("email:boss@example.com", "1"),
+    ]
+
+
+def test_resolved_only_for_the_deadline_that_was_announced() -> None:
+    late = _evaluation(_result(RuleState.MET_LATE))
+    (draft,) = drafts_for(late, FACTS, TEAM, POLICY, {"first_touch": DEADLINE})
+    assert draft.kind == RESOLVED
+    assert drafts_for(late, FACTS, TEAM, POLICY, {"first_touch": DEADLINE - timedelta(1)}) == []
+    assert drafts_for(late, FACTS, TEAM, POLICY, {}) == []
+    quiet = EscalationPolicy(send_resolved=False)
+    assert drafts_for(late, FACTS, TEAM, quiet, {"first_touch": DEADLINE}) == []

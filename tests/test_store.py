@@ -1,0 +1,168 @@
+"""The store on both backends: migrations, idempotent upserts, outbox dedup and leases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.crm.records import CrmLead, CrmTouch
+from worker.store import queries
+from worker.store.db import make_engine, make_sessionmaker, upgrade
+from worker.store.models import Lead, LeadStatusChange, OutboxMessage
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> sessionmaker[Session]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)  # type: ignore[misc]
+    engine.dispose()
+
+
+def _lead(**overrides: object) -> CrmLead:
+    values: dict[str, object] = {
+        "id": "1",
+        "created_at": NOW - timedelta(days=1),
+        "modified_at": NOW - timedelta(hours=1),
+        "owner_id": "101",
+        "owner_assigned_at": NOW - timedelta(hours=2),
+        "first_name": "Maria",
+        "status": "OPEN",
+    }
+    values.update(overrides)
+    return CrmLead(**values)  # type: ignore[arg-type]
+
+
+def _outbox_row(key: str, recipient: str = "email:lena@example.com") -> dict[str, object]:
+    return {
+        "dedup_key": key,
+        "kind": "breach",
+        "lead_id": "1",
+        "rule": "first_touch",
+        "level": 0,
+        "recipient": recipient,
+        "payload": {"x": 1},
+        "created_at": NOW,
+        "due_at": NOW,
+        "status": "pending",
+        "attempts": 0,
+    }
+
+
+def test_migrations_create_every_table_and_run_twice(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)  # idempotent
+    engine = make_engine(database_url)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {
+        "owners",
+        "leads",
+        "touches",
+        "touch_leads",
+        "sync_cursors",
+        "findings",
+        "outbox",
+        "lead_status_changes",
+        "slack_users",
+    } <= tables
+
+
+def test_datetimes_come_back_aware_utc(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.upsert_lead(session, _lead(), NOW)
+        session.commit()
+    with sessions() as session:
+        lead = session.get(Lead, "1")
+        assert lead is not None
+        assert lead.owner_assigned_at == NOW - timedelta(hours=2)
+        assert lead.owner_assigned_at.tzinfo is not None
+
+
+def test_upserting_the_same_lead_twice_changes_nothing(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        assert queries.upsert_lead(session, _lead(), NOW) is True
+        session.commit()
+    with sessions() as session:
+        session.get(Lead, "1").dirty = False  # type: ignore[union-attr]
+        assert queries.upsert_lead(session, _lead(), NOW) is False
+        session.commit()
+        assert session.get(Lead, "1").dirty is False  # type: ignore[union-attr]
+
+
+def test_an_older_copy_never_overwrites_a_newer_one(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.upsert_lead(session, _lead(status="WORKING"), NOW)
+        queries.upsert_lead(
+            session, _lead(status="OPEN", modified_at=NOW - timedelta(hours=3)), NOW
+        )
+        session.commit()
+        assert session.get(Lead, "1").status == "WORKING"  # type: ignore[union-attr]
+
+
+def test_status_changes_are_kept_as_history(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.upsert_lead(session, _lead(status="OPEN"), NOW)
+        queries.upsert_lead(session, _lead(status="BAD_TIMING", modified_at=NOW), NOW)
+        session.commit()
+        history = session.scalars(select(LeadStatusChange.status).order_by(LeadStatusChange.at))
+        assert list(history) == ["OPEN", "BAD_TIMING"]
+
+
+def test_a_new_touch_marks_its_leads_dirty(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.upsert_lead(session, _lead(), NOW)
+        session.get(Lead, "1").dirty = False  # type: ignore[union-attr]
+        touch = CrmTouch(id="9", kind="call", occurred_at=NOW, modified_at=NOW, lead_ids=("1",))
+        assert queries.upsert_touch(session, touch, NOW) == {"1"}
+        session.commit()
+        assert session.get(Lead, "1").dirty is True  # type: ignore[union-attr]
+        assert [b.touches[0].id for b in queries.load_bundles(session, ["1"])] == ["call:9"]
+
+
+def test_the_cursor_only_moves_forward(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.advance_cursor(session, "hubspot:leads", NOW, NOW)
+        queries.advance_cursor(session, "hubspot:leads", NOW - timedelta(days=1), NOW)
+        session.commit()
+        assert queries.cursor_at(session, "hubspot:leads") == NOW
+
+
+def test_the_outbox_keeps_one_row_per_dedup_key(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        assert queries.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k2")]) == 2
+        session.commit()
+    with sessions() as session:
+        assert queries.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k3")]) == 1
+        session.commit()
+        assert len(session.scalars(select(OutboxMessage)).all()) == 3
+
+
+def test_two_senders_never_claim_the_same_row(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.insert_outbox(session, [_outbox_row(f"k{i}") for i in range(5)])
+        session.commit()
+    lease = timedelta(minutes=2)
+    with sessions() as first, sessions() as second:
+        a = queries.claim_rows(first, "email:lena@example.com", NOW, lease)
+        b = queries.claim_rows(second, "email:lena@example.com", NOW, lease)
+    assert len(a) == 5
+    assert b == []
+
+
+def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        queries.insert_outbox(session, [_outbox_row("k1")])
+        session.commit()
+    lease = timedelta(minutes=2)
+    with sessions() as session:
+        assert len(queries.claim_rows(session, "email:lena@example.com", NOW, lease)) == 1
+        later = NOW + lease + timedelta(seconds=1)
+        assert queries.recipients_due(session, later) == ["email:lena@example.com"]
+        again = queries.claim_rows(session, "email:lena@example.com", later, lease)
+        assert [r.attempts for r in again] == [2]

@@ -1,0 +1,54 @@
+"""The Celery app: broker from ``BROKER_URL``, beat schedule from the config's ``schedules``.
+
+``celery -A worker.celery_app worker`` and ``celery -A worker.celery_app beat`` load this
+module. Run exactly one beat (docker-compose does). A bad config stops start-up with the
+key path in the error rather than a beat that schedules nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from celery import Celery
+
+from worker.config import load_config
+from worker.settings import Settings
+
+TASKS = ("sync", "evaluate", "deliver")
+
+
+def make_app(settings: Settings) -> Celery:
+    config = load_config(settings.config_path)
+    app = Celery("sla_worker", broker=settings.broker_url, include=["worker.tasks"])
+    schedule = {}
+    for name in TASKS:
+        every = getattr(config.schedules, name)
+        schedule[name] = {
+            "task": f"worker.tasks.{name}",
+            "schedule": every.total_seconds(),
+            # A run queued while no worker was up is stale by the next tick: drop it instead
+            # of replaying a backlog of identical passes.
+            "options": {"expires": every.total_seconds()},
+        }
+    app.conf.update(
+        beat_schedule=schedule,
+        beat_schedule_filename=os.environ.get(
+            "SLA_BEAT_SCHEDULE",
+            str(Path(tempfile.gettempdir()) / "sla-worker-celerybeat-schedule"),
+        ),
+        task_ignore_result=True,
+        # Acknowledge after the task ran: a worker killed mid-task leaves it to be redelivered.
+        # Every stage is idempotent, so running one twice is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+app = make_app(Settings.from_env())

@@ -1,0 +1,170 @@
+"""The ``sla-worker`` command line (also ``python -m worker``).
+
+Each subcommand parses its arguments, builds what it needs and calls the same pipeline
+functions the Celery tasks call. Errors a user can fix (config, missing token) print one clear
+message and exit 2; nothing here prints a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from worker.errors import ConfigError, SlaWorkerError
+from worker.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sla-worker",
+        description="Makes the sales-marketing lead SLA enforce itself.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline once against local fakes")
+    demo.add_argument("--keep", action="store_true", help="keep the demo database afterwards")
+
+    run_once = sub.add_parser("run-once", help="sync, evaluate and deliver once, now")
+    run_once.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent; send nothing"
+    )
+
+    check = sub.add_parser("check-config", help="validate a config file and list every error")
+    check.add_argument("path", nargs="?", help="default: $SLA_CONFIG or config/sla.yaml")
+
+    explain = sub.add_parser("explain", help="print why a lead is where it is, as a timeline")
+    explain.add_argument("lead_id")
+
+    worker = sub.add_parser("worker", help="run a Celery worker (with --beat: and the scheduler)")
+    worker.add_argument("--beat", action="store_true", help="also run beat (one machine only)")
+    worker.add_argument("--concurrency", type=int, default=2)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply migrations up to the latest schema")
+
+    for name, what in (("fake-hubspot", "HubSpot"), ("fake-slack", "Slack")):
+        fake = sub.add_parser(name, help=f"serve a fake {what} API on 127.0.0.1")
+        fake.add_argument("--port", type=int, default=0, help="default: a free port")
+        fake.add_argument("--seed", action="store_true", help="load the demo's sales team")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet = args.command == "demo"  # the demo prints what matters itself
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env()
+    try:
+        return _run(args, settings)
+    except ConfigError as e:
+        print(f"configuration error:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SlaWorkerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    command = args.command
+    if command == "check-config":
+        return _check_config(Path(args.path) if args.path else settings.config_path)
+    if command == "db":
+        from worker.store.db import upgrade
+
+        upgrade(settings.database_url)
+        print("database schema is up to date")
+        return EXIT_OK
+    if command == "demo":
+        from worker.demo import run_demo
+
+        return run_demo(keep=args.keep)
+    if command == "run-once":
+        return _run_once(settings, dry_run=args.dry_run)
+    if command == "explain":
+        from worker.explain import explain_text
+
+        print(explain_text(settings, args.lead_id))
+        return EXIT_OK
+    if command == "worker":
+        from worker.celery_app import app
+
+        argv = ["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}"]
+        if args.beat:
+            argv.append("--beat")
+        app.worker_main(argv)
+        return EXIT_OK
+    if command in ("fake-hubspot", "fake-slack"):
+        return _serve_fake(command, args.port, args.seed)
+    raise AssertionError(f"unhandled command {command}")
+
+
+def _check_config(path: Path) -> int:
+    from worker.config import Ruleset, load_config
+
+    try:
+        config = load_config(path)
+        Ruleset(config)
+    except ConfigError as e:
+        print(f"{path}: invalid", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{path}: OK ({len(config.calendars)} calendars, {len(config.teams)} teams, "
+        f"{len(config.policies)} policies, {len(config.escalation)} escalation levels)"
+    )
+    return EXIT_OK
+
+
+def _run_once(settings: Settings, *, dry_run: bool) -> int:
+    from worker.pipeline.context import build_context
+    from worker.pipeline.deliver import Rendered
+    from worker.pipeline.stages import run_once
+    from worker.store.db import upgrade
+
+    upgrade(settings.database_url)
+    ctx = build_context(settings)
+    try:
+        result = run_once(ctx, dry_run=dry_run)
+    finally:
+        ctx.close()
+    would_send = result.pop("would_send", None)
+    if isinstance(would_send, list):
+        for item in would_send:
+            assert isinstance(item, Rendered)
+            print(f"--- would send to {item.recipient} ---\n{item.message.text}\n")
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _serve_fake(command: str, port: int, seed: bool) -> int:
+    from worker.demo import seeded_hubspot, seeded_slack
+
+    if command == "fake-hubspot":
+        from worker.fakes.hubspot import FakeHubSpot
+
+        hubspot = seeded_hubspot() if seed else FakeHubSpot()
+        base = hubspot.start(port)
+        print(f"fake HubSpot on {base}  (HUBSPOT_BASE_URL={base} HUBSPOT_TOKEN={hubspot.token})")
+        hubspot.serve_forever()
+    else:
+        from worker.fakes.slack import FakeSlack
+
+        slack = seeded_slack() if seed else FakeSlack()
+        slack.start(port)
+        print(f"fake Slack on {slack.api_url}  (SLACK_API_URL={slack.api_url})")
+        slack.serve_forever()
+    return EXIT_OK

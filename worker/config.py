@@ -1,0 +1,580 @@
+"""The admin's YAML config (policies, calendars, teams, escalation, schedules), validated once.
+
+Pydantic models check every key and name the exact key path in each error
+(``policies[1].first_touch: "4x" is not a duration like 90m, 4h, 2d or 1d4h``). Code below this
+layer receives :class:`Ruleset` (engine objects), never raw dicts. Nothing here reads the
+environment: that is ``worker.settings``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.durations import parse_duration_parts, parse_wall_duration
+from worker.errors import ConfigError
+from worker.sla import (
+    BusinessCalendar,
+    BusinessSpan,
+    EscalationLevel,
+    EscalationPolicy,
+    FollowUp,
+    Policy,
+    PolicyMatch,
+    TouchRules,
+)
+
+
+def _span(value: Any) -> BusinessSpan:
+    if isinstance(value, BusinessSpan):
+        return value
+    days, time = parse_duration_parts(value)
+    return BusinessSpan(days=days, time=time)
+
+
+def _wall(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_wall_duration(value)
+
+
+#: Business time on the team's calendar: "2d" is two business days, "4h" four open hours.
+Span = Annotated[BusinessSpan, BeforeValidator(_span)]
+#: Plain elapsed time (schedules, grouping windows).
+WallDuration = Annotated[timedelta, BeforeValidator(_wall)]
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+TouchKind = Literal["call", "email", "meeting", "note", "task"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrmConfig(_Strict):
+    provider: Literal["hubspot", "salesforce"] = "hubspot"
+    object: str = "contacts"
+    priority_property: str = "hs_lead_priority"
+    status_property: str = "hs_lead_status"
+    source_property: str = "hs_analytics_source"
+    score_property: str = "hubspotscore"
+    touch_types: list[TouchKind] = Field(
+        default_factory=lambda: list[TouchKind](["call", "email", "meeting"]), min_length=1
+    )
+    outbound_only: bool = True
+    min_call: WallDuration = timedelta(0)
+    #: Link to a record in the CRM's web app; ``{id}`` is replaced by the lead's id.
+    record_url: str | None = None
+    #: Re-read this much before the sync cursor: CRM search indexes lag a few moments.
+    sync_overlap: WallDuration = timedelta(minutes=5)
+
+    @field_validator("record_url")
+    @classmethod
+    def _record_url_has_id(cls, value: str | None) -> str | None:
+        if value is not None and "{id}" not in value:
+            raise ValueError(f'"{value}" must contain {{id}} where the lead id goes')
+        if value is not None and not value.startswith("https://"):
+            raise ValueError(f'"{value}" must start with https://')
+        return value
+
+
+class SchedulesConfig(_Strict):
+    sync: WallDuration = timedelta(minutes=2)
+    evaluate: WallDuration = timedelta(minutes=1)
+    deliver: WallDuration = timedelta(seconds=15)
+
+    @field_validator("sync", "evaluate", "deliver")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+def _parse_day_key(key: str) -> list[int]:
+    """``"mon-fri"`` → [0..4]; ``"sat"`` → [5]; ``"mon,wed"`` → [0, 2]."""
+    days: list[int] = []
+    for part in key.lower().replace(" ", "").split(","):
+        if "-" in part:
+            first, _, last = part.partition("-")
+            if first not in _DAYS or last not in _DAYS:
+                raise ValueError(f'"{key}" is not a day range like mon-fri')
+            start, end = _DAYS.index(first), _DAYS.index(last)
+            if end < start:
+                raise ValueError(f'"{key}" runs backwards; write it like mon-fri')
+            days.extend(range(start, end + 1))
+        elif part in _DAYS:
+            days.append(_DAYS.index(part))
+        else:
+            raise ValueError(f'"{key}" is not a day like mon, a range like mon-fri, or a list')
+    return days
+
+
+def _parse_ranges(text: str) -> list[tuple[int, int]]:
+    """``"09:00-12:30, 13:30-17:30"`` → minutes from local midnight; ``"closed"`` → []."""
+    if text.strip().lower() == "closed":
+        return []
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        match = _HOURS_RANGE.match(part)
+        if not match:
+            raise ValueError(f'"{part.strip()}" is not a range like 09:00-17:30')
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if h1 > 23 or m1 > 59 or m2 > 59 or end > 1440:
+            raise ValueError(f'"{part.strip()}" is not a time of day (00:00 to 24:00)')
+        if end <= start:
+            raise ValueError(f'"{part.strip()}" ends before it starts')
+        ranges.append((start, end))
+    ranges.sort()
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        if start < end:
+            raise ValueError(f'"{text}" has overlapping ranges')
+    return ranges
+
+
+class CalendarConfig(_Strict):
+    timezone: str
+    #: Weekday keys (mon-fri, sat, mon,wed) → "09:00-12:30, 13:30-17:30" or "closed".
+    hours: dict[str, str] = Field(min_length=1)
+    #: Public holidays from the ``holidays`` package: a country, optionally -subdivision.
+    holidays: str | None = None
+    #: Extra days the team does not work (company holidays), as YYYY-MM-DD.
+    closed: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'"{value}" is not an IANA time zone like Europe/Berlin') from None
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: set[int] = set()
+        for key, ranges in value.items():
+            days = _parse_day_key(key)
+            if not isinstance(ranges, str):
+                raise ValueError(f'{key}: write the hours as a string like "09:00-17:00"')
+            try:
+                _parse_ranges(ranges)
+            except ValueError as e:
+                raise ValueError(f"{key}: {e}") from None
+            twice = seen.intersection(days)
+            if twice:
+                raise ValueError(f"{key}: {_DAYS[min(twice)]} is given twice")
+            seen.update(days)
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_holidays(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import holidays as holidays_package
+
+        country, _, subdivision = value.partition("-")
+        try:
+            holidays_package.country_holidays(country, subdiv=subdivision or None, years=2026)
+        except NotImplementedError:
+            raise ValueError(
+                f'"{value}" is not a country (and subdivision) the holidays package knows, '
+                "like DE, DE-BE, US-NY"
+            ) from None
+        return value
+
+    def weekly_hours(self) -> dict[int, list[tuple[int, int]]]:
+        result: dict[int, list[tuple[int, int]]] = {day: [] for day in range(7)}
+        for key, ranges in self.hours.items():
+            for day in _parse_day_key(key):
+                result[day] = _parse_ranges(ranges)
+        return result
+
+
+class TeamConfig(_Strict):
+    calendar: str
+    manager: str | None = None
+    #: Where escalations for this team go when a level says ``channel``.
+    channel: str | None = None
+    #: Which CRM owners belong here: e-mail addresses, ``team:<CRM team name>``, or ``*``.
+    owners: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+    @field_validator("manager")
+    @classmethod
+    def _manager_email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f'"{value}" is not an e-mail address')
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_name(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("#") or value[:1] in ("C", "G")):
+            raise ValueError(f'"{value}" is not a channel like #sales-emea (or a C… id)')
+        return value
+
+    def has_owner(self, email: str | None, crm_teams: Sequence[str]) -> bool:
+        for entry in self.owners:
+            if entry == "*":
+                return True
+            if entry.startswith("team:") and entry[5:] in crm_teams:
+                return True
+            if email and entry.lower() == email.lower():
+                return True
+        return False
+
+
+def _score_range(text: str) -> tuple[float | None, float | None]:
+    """``">=80"`` → (80, None); ``"<=49"`` → (None, 49); ``"50-79"`` → (50, 79)."""
+    text = text.strip()
+    try:
+        if text.startswith(">="):
+            return float(text[2:]), None
+        if text.startswith("<="):
+            return None, float(text[2:])
+        low, sep, high = text.partition("-")
+        if sep:
+            return float(low), float(high)
+        value = float(text)
+        return value, value
+    except ValueError:
+        raise ValueError(f'"{text}" is not a score range like >=80, <=49 or 50-79') from None
+
+
+class MatchConfig(_Strict):
+    priority: list[str] | None = None
+    source: list[str] | None = None
+    lifecycle_stage: list[str] | None = None
+    score: str | None = None
+
+    @field_validator("score")
+    @classmethod
+    def _valid_score(cls, value: str | None) -> str | None:
+        if value is not None:
+            _score_range(str(value))
+        return value
+
+    def to_engine(self) -> PolicyMatch:
+        low, high = _score_range(self.score) if self.score is not None else (None, None)
+
+        def opt(values: list[str] | None) -> frozenset[str] | None:
+            return frozenset(values) if values is not None else None
+
+        return PolicyMatch(
+            priorities=opt(self.priority),
+            sources=opt(self.source),
+            lifecycle_stages=opt(self.lifecycle_stage),
+            score_min=low,
+            score_max=high,
+        )
+
+
+class FollowUpConfig(_Strict):
+    touches: PositiveInt
+    within: Span
+    max_gap: Span | None = None
+
+
+class PolicyConfig(_Strict):
+    name: str = Field(min_length=1)
+    match: MatchConfig | None = None
+    first_touch: Span | None = None
+    warn_before: Span | None = None
+    follow_up: FollowUpConfig | None = None
+    min_time_spent: WallDuration | None = None
+    min_open: Span | None = None
+    recycle_after: Span | None = None
+    pause_statuses: list[str] = Field(default_factory=list)
+    return_statuses: list[str] = Field(default_factory=list)
+
+    def to_engine(self) -> Policy:
+        follow_up = (
+            FollowUp(self.follow_up.touches, self.follow_up.within, self.follow_up.max_gap)
+            if self.follow_up
+            else None
+        )
+        return Policy(
+            name=self.name,
+            match=self.match.to_engine() if self.match else PolicyMatch(),
+            first_touch=self.first_touch,
+            warn_before=self.warn_before,
+            follow_up=follow_up,
+            min_time_spent=self.min_time_spent,
+            min_open=self.min_open,
+            recycle_after=self.recycle_after,
+            pause_statuses=frozenset(self.pause_statuses),
+            return_statuses=frozenset(self.return_statuses),
+        )
+
+
+def _recipient(value: str) -> str:
+    if value in ("rep", "manager"):
+        return value
+    if value.startswith("channel:#") and len(value) > 9:
+        return value
+    if value == "channel":
+        return value  # the team's own escalation channel
+    if _EMAIL.match(value):
+        return value
+    raise ValueError(
+        f'"{value}" is not a recipient: use rep, manager, channel (the team\'s), '
+        "channel:#name or an e-mail address"
+    )
+
+
+class EscalationLevelConfig(_Strict):
+    after: Span
+    notify: list[str] = Field(min_length=1)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("notify")
+    @classmethod
+    def _valid_recipients(cls, value: list[str]) -> list[str]:
+        return [_recipient(v) for v in value]
+
+
+class NotificationsConfig(_Strict):
+    #: Re-send a still-open breach this often (business time); unset: announce once.
+    repeat_every: Span | None = None
+    #: Tell the people who were paged when the lead is finally touched.
+    send_resolved: bool = True
+    #: Notifications for one recipient falling due within this window go out as one message.
+    group_wait: WallDuration = timedelta(seconds=30)
+
+
+def _default_escalation() -> list[EscalationLevelConfig]:
+    return [EscalationLevelConfig(after=BusinessSpan(), notify=["rep"])]
+
+
+class SlaConfig(_Strict):
+    """The whole file. Order of ``policies`` matters: first match wins."""
+
+    crm: CrmConfig = Field(default_factory=CrmConfig)
+    schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
+    calendars: dict[str, CalendarConfig] = Field(min_length=1)
+    teams: dict[str, TeamConfig] = Field(min_length=1)
+    policies: list[PolicyConfig] = Field(min_length=1)
+    escalation: list[EscalationLevelConfig] = Field(
+        default_factory=_default_escalation, min_length=1
+    )
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> SlaConfig:
+        problems: list[str] = []
+        for name, team in self.teams.items():
+            if team.calendar not in self.calendars:
+                known = ", ".join(sorted(self.calendars))
+                problems.append(
+                    f'teams.{name}.calendar: "{team.calendar}" is not a calendar (known: {known})'
+                )
+        names = [p.name for p in self.policies]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                problems.append(f'policies[{index}].name: "{name}" is used twice')
+        last = self.policies[-1]
+        if last.match is not None and last.match.model_dump(exclude_none=True):
+            problems.append(
+                f"policies[{len(self.policies) - 1}].match: the last policy must match every "
+                "lead (leave out match) so that no lead goes unjudged"
+            )
+        for index, level in enumerate(self.escalation):
+            for recipient in level.notify:
+                if recipient == "manager" and any(t.manager is None for t in self.teams.values()):
+                    missing = [n for n, t in self.teams.items() if t.manager is None]
+                    problems.append(
+                        f"escalation[{index}].notify: manager, but teams {', '.join(missing)} "
+                        "have no manager"
+                    )
+                if recipient == "channel" and any(t.channel is None for t in self.teams.values()):
+                    missing = [n for n, t in self.teams.items() if t.channel is None]
+                    problems.append(
+                        f"escalation[{index}].notify: channel, but teams {', '.join(missing)} "
+                        "have no channel"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    calendar: BusinessCalendar
+    manager: str | None
+    channel: str | None
+
+
+class Ruleset:
+    """The validated config turned into engine objects, built once per process."""
+
+    def __init__(self, config: SlaConfig) -> None:
+        self.config = config
+        self.calendars: dict[str, BusinessCalendar] = {}
+        for name, cal in config.calendars.items():
+            country, _, subdivision = (cal.holidays or "").partition("-")
+            self.calendars[name] = BusinessCalendar(
+                name=name,
+                timezone=cal.timezone,
+                weekly_hours=cal.weekly_hours(),
+                holidays_country=country or None,
+                holidays_subdivision=subdivision or None,
+                closed_dates=cal.closed,
+            )
+        self.teams = {
+            name: Team(name, self.calendars[t.calendar], t.manager, t.channel)
+            for name, t in config.teams.items()
+        }
+        self.policies = tuple(p.to_engine() for p in config.policies)
+        crm = config.crm
+        self.touch_rules = TouchRules(
+            kinds=frozenset(crm.touch_types),
+            outbound_only=crm.outbound_only,
+            min_call=crm.min_call,
+        )
+        self.escalation = EscalationPolicy(
+            levels=tuple(
+                EscalationLevel(lvl.after, tuple(lvl.notify)) for lvl in config.escalation
+            ),
+            repeat_every=config.notifications.repeat_every,
+            send_resolved=config.notifications.send_resolved,
+        )
+
+    def team_for(self, email: str | None, crm_teams: Sequence[str]) -> Team:
+        """The first team whose ``owners`` match; the first team when none does."""
+        for name, team in self.config.teams.items():
+            if team.has_owner(email, crm_teams):
+                return self.teams[name]
+        return next(iter(self.teams.values()))
+
+    @cached_property
+    def default_team(self) -> Team:
+        return next(iter(self.teams.values()))
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-after", "function-before")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class whose field list applies at ``loc`` (for did-you-mean suggestions)."""
+    model: Any = SlaConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", {})
+        field = fields.get(part)
+        if field is None:
+            continue
+        annotation = field.annotation
+        model = _unwrap_model(annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, each starting with the key path."""
+    lines: list[str] = []
+    for item in error.errors():
+        loc = item["loc"]
+        path = _path(loc)
+        kind = item["type"]
+        message = item["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            key = str(loc[-1])
+            hint = ""
+            if parent is not None:
+                close = difflib.get_close_matches(key, list(parent.model_fields), n=1)
+                if close:
+                    hint = f' (did you mean "{close[0]}"?)'
+            lines.append(f"{path}: unknown key{hint}")
+        elif kind == "missing":
+            lines.append(f"{path}: required key is missing")
+        elif not path:
+            lines.extend(message.splitlines())
+        else:
+            value = item.get("input")
+            shown = f' (got "{value}")' if isinstance(value, str | int | float) else ""
+            if isinstance(value, str) and f'"{value}"' in message:
+                shown = ""
+            lines.append(f"{path}: {message}{shown}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "config") -> SlaConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the file must be a YAML mapping of keys, not {data!r:.40}")
+    try:
+        return SlaConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("\n".join(format_validation_error(e))) from None
+
+
+def load_config(path: Path | str) -> SlaConfig:
+    """Read and validate the YAML file; ConfigError lists every problem with its key path."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    return parse_config(data, str(path))
+
+
+def load_ruleset(path: Path | str) -> Ruleset:
+    return Ruleset(load_config(path))

@@ -1,0 +1,603 @@
+"""The HubSpot CRM client: reads leads (contacts), owners and touches (engagements) and writes
+lead properties back, over HubSpot's CRM v3 search/objects/owners and v4 associations APIs.
+
+It maps HubSpot's quirks (``after`` paging, the 10,000-result search cap, rate-limit policies,
+207 Multi-Status association reads, the forward-only lifecycle stage, epoch-ms or ISO dates)
+onto ``worker.crm.records`` and ``worker.errors`` and knows nothing about SLAs. It never retries
+on its own unless asked (``max_retries``), never fails a page for one malformed record, and
+never lets the token reach a log line, an exception message or a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from worker.crm.client import SEARCH_RESULT_CAP
+from worker.crm.http import CrmHttpClient, RecordNotFound, retry_after_header
+from worker.crm.records import TOUCH_KINDS, CrmLead, CrmOwner, CrmTouch, Page
+from worker.errors import AuthError, PermanentError, TransientError
+
+log = logging.getLogger("worker.crm.hubspot")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SEARCH_MAX_LIMIT = 200  # search page size cap (search guide, "Limitations")
+_OWNERS_MAX_LIMIT = 500
+_ASSOCIATIONS_MAX_INPUTS = 1_000  # v4 batch read (associations v4 reference)
+_MAX_PAGES = 1_000  # hard stop for a paged read that never ends (sentry's client does the same)
+
+# How long to wait after a 429 without Retry-After, by HubSpot's policyName. HubSpot's own
+# Node SDK (RetryDecorator) waits 10 s for TEN_SECONDLY_ROLLING and 1 s for search's "secondly
+# limit". DAILY resets at midnight in the portal's time zone, which the API does not tell us:
+# one hour is a guess that keeps the worker polite without giving up for the day.
+_POLICY_WAIT = {
+    "TEN_SECONDLY_ROLLING": timedelta(seconds=10),
+    "SECONDLY": timedelta(seconds=1),
+    "DAILY": timedelta(hours=1),
+}
+_SECONDLY_MESSAGE = "You have reached your secondly limit."
+# usage guidelines: 423 Locked during large syncs, "wait at least 2 seconds".
+_LOCKED_WAIT = timedelta(seconds=2)
+
+_NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+_EMAIL_DIRECTIONS = {
+    "EMAIL": "outbound",
+    "INCOMING_EMAIL": "inbound",
+    "FORWARDED_EMAIL": "outbound",
+}
+_CALL_DIRECTIONS = {"OUTBOUND": "outbound", "INBOUND": "inbound"}
+_STATUS_PROPERTY = {
+    "call": "hs_call_status",
+    "email": "hs_email_status",
+    "meeting": "hs_meeting_outcome",
+    "task": "hs_task_status",
+}
+_TOUCH_PROPERTIES = {
+    "call": ("hs_call_duration", "hs_call_direction", "hs_call_status"),
+    "email": ("hs_email_direction", "hs_email_status"),
+    "meeting": ("hs_meeting_start_time", "hs_meeting_end_time", "hs_meeting_outcome"),
+    "note": (),
+    "task": ("hs_task_status",),
+}
+_COMMON_TOUCH_PROPERTIES = ("hs_timestamp", "hubspot_owner_id", "hs_lastmodifieddate")
+
+
+@dataclass(frozen=True)
+class HubSpotFieldMap:
+    """Which HubSpot property holds each lead field (portals rename and add properties)."""
+
+    priority: str = "hs_lead_priority"
+    status: str = "hs_lead_status"
+    source: str = "hs_analytics_source"
+    score: str = "hubspotscore"
+    lifecycle_stage: str = "lifecyclestage"
+    owner: str = "hubspot_owner_id"
+    owner_assigned: str = "hubspot_owner_assigneddate"
+    first_name: str = "firstname"
+    last_name: str = "lastname"
+    company: str = "company"
+    email: str = "email"
+    phone: str = "phone"
+    extra: tuple[str, ...] = ()
+
+    def properties(self) -> tuple[str, ...]:
+        """Every property name to request, once each, in a stable order."""
+        names = [getattr(self, f.name) for f in fields(self) if f.name != "extra"]
+        return tuple(dict.fromkeys([*names, *self.extra]))
+
+
+class _Malformed(ValueError):
+    """A record HubSpot returned that cannot be mapped; the message names fields, not values."""
+
+
+class HubSpotClient(CrmHttpClient):
+    """HubSpot over ``requests``, one method per thing the stages want.
+
+    ``lead_object`` is the object that holds leads (``contacts``, or e.g. ``leads``);
+    ``page_size`` is the search page size (HubSpot allows at most 200) and the owners page
+    size (at most 500).
+    """
+
+    provider = "HubSpot"
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        lead_object: str = "contacts",
+        field_map: HubSpotFieldMap = HubSpotFieldMap(),
+        timeout: float = 10.0,
+        page_size: int = 100,
+        max_retries: int = 0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not token:
+            raise ValueError("a HubSpot token is required")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        super().__init__(
+            base_url,
+            secrets=(token,),
+            logger=log,
+            timeout=timeout,
+            max_retries=max_retries,
+            session=session,
+            sleep=sleep,
+        )
+        self._token = token
+        self.lead_object = lead_object
+        self.field_map = field_map
+        self._page_size = page_size
+        # Contacts carry createdate/lastmodifieddate; other objects (leads, engagements) carry
+        # hs_createdate/hs_lastmodifieddate. Filtering contacts on hs_lastmodifieddate silently
+        # misses records (amp-labs/connectors#45, supaglue#478).
+        contacts = lead_object == "contacts"
+        self._created_property = "createdate" if contacts else "hs_createdate"
+        self._modified_property = "lastmodifieddate" if contacts else "hs_lastmodifieddate"
+
+    # -- the stages' interface -------------------------------------------------------------------
+    def search_leads_changed_since(
+        self, since: datetime, *, after: str | None = None
+    ) -> Page[CrmLead]:
+        """One page of leads modified at or after ``since``, oldest change first.
+
+        ``next_after`` is None on the last page. Search stops at 10,000 results per query:
+        the page that reaches the cap is shortened to end exactly there, and a cursor at or
+        past it returns an empty last page, so callers restart from the newest ``modified_at``
+        they stored (as ``worker.pipeline.sync`` does) instead of getting a 400.
+        """
+        properties = (
+            *self.field_map.properties(),
+            self._created_property,
+            self._modified_property,
+        )
+        results, next_after = self._search_page(
+            self.lead_object, self._modified_property, properties, since, after
+        )
+        leads: list[CrmLead] = []
+        skipped = 0
+        for result in results:
+            try:
+                leads.append(self._lead(result))
+            except _Malformed as e:
+                skipped += 1
+                log.warning(
+                    "skipping malformed HubSpot %s %s: %s", self.lead_object, _id(result), e
+                )
+        return Page(leads, next_after, skipped)
+
+    def search_touches_changed_since(
+        self, kind: str, since: datetime, *, after: str | None = None
+    ) -> Page[CrmTouch]:
+        """One page of touches of ``kind`` (call/email/meeting/note/task) modified at or after
+        ``since``, oldest change first, with the ids of the leads each is associated with."""
+        if kind not in TOUCH_KINDS:
+            raise ValueError(f"unknown touch kind {kind!r}; expected one of {TOUCH_KINDS}")
+        object_type = f"{kind}s"
+        properties = (*_COMMON_TOUCH_PROPERTIES, *_TOUCH_PROPERTIES[kind])
+        results, next_after = self._search_page(
+            object_type, "hs_lastmodifieddate", properties, since, after
+        )
+        ids = [rid for rid in (_id(r) for r in results) if rid is not None]
+        leads_of = self._associated_ids(object_type, ids) if ids else {}
+        touches: list[CrmTouch] = []
+        skipped = 0
+        for result in results:
+            try:
+                touches.append(_touch(kind, result, leads_of))
+            except _Malformed as e:
+                skipped += 1
+                log.warning("skipping malformed HubSpot %s %s: %s", object_type, _id(result), e)
+        return Page(touches, next_after, skipped)
+
+    def list_owners(self) -> list[CrmOwner]:
+        """Every owner, active and archived (deactivated users still own old leads)."""
+        owners: dict[str, CrmOwner] = {}
+        for archived in (False, True):
+            for item in self._owner_items(archived):
+                owner = _owner(item, archived)
+                if owner is None:
+                    log.warning("skipping malformed HubSpot owner %s", item.get("id"))
+                    continue
+                owners.setdefault(owner.id, owner)
+        return list(owners.values())
+
+    def get_lead(self, lead_id: str) -> CrmLead | None:
+        """The lead as HubSpot has it now, None if it is gone (404).
+
+        A record that cannot be mapped raises PermanentError(code="MALFORMED_RECORD"): the
+        caller asked for this one lead, so silently returning None would read as "deleted".
+        """
+        properties = (
+            *self.field_map.properties(),
+            self._created_property,
+            self._modified_property,
+        )
+        try:
+            _, body = self.request_json(
+                "GET",
+                self._object_path(lead_id),
+                params={"properties": ",".join(properties)},
+            )
+        except RecordNotFound:
+            return None
+        result = _json_object(body, "GET", self._object_path(lead_id))
+        try:
+            return self._lead(result)
+        except _Malformed as e:
+            raise PermanentError(
+                f"HubSpot {self.lead_object} {_id(result)} is malformed: {e}",
+                code="MALFORMED_RECORD",
+            ) from e
+
+    def update_lead(self, lead_id: str, properties: Mapping[str, str]) -> None:
+        """Write lead properties ("" clears one).
+
+        HubSpot's lifecycle stage only moves forward; to set an earlier stage it must first be
+        cleared to "" in a *separate* request (HubSpot staff on
+        integrate.hubspot.com/t/update-lifecycle-stage-using-api/1333; batch order is not
+        guaranteed, so the two writes cannot share a batch). We do not know the current stage
+        without another read, so any write of a stage is preceded by the clear. If the second
+        request fails the stage stays empty until the caller retries (the call is idempotent).
+        """
+        if not properties:
+            return
+        path = self._object_path(lead_id)
+        stage = self.field_map.lifecycle_stage
+        if properties.get(stage):
+            self.request_json("PATCH", path, json={"properties": {stage: ""}})
+        self.request_json("PATCH", path, json={"properties": dict(properties)})
+
+    def check_auth(self) -> None:
+        """A cheap authenticated call; AuthError if HubSpot rejects the token."""
+        self.request_json("GET", "/crm/v3/owners", params={"limit": "1"})
+
+    # -- HubSpot's errors ------------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def raise_for_response(self, method: str, path: str, response: requests.Response) -> None:
+        status = response.status_code
+        if status < 300:  # 200, 201, 204 and 207 Multi-Status (read per input by the caller)
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        category = _text(body.get("category"))
+        policy = _text(body.get("policyName"))
+        message = _text(body.get("message"))
+        detail = f"HubSpot {method} {path} -> HTTP {status}"
+        if category or policy:
+            detail += f" {category or policy}"
+        if message:
+            detail += f": {message[:300]}"
+        if body.get("correlationId"):
+            detail += f" (correlationId {body['correlationId']})"
+        detail = self.redact(detail)
+        retry_after = retry_after_header(response)
+        if status in (401, 403):
+            raise AuthError(detail, code=category or f"HTTP_{status}")
+        if status == 429:
+            if retry_after is None:
+                if policy in _POLICY_WAIT:
+                    retry_after = _POLICY_WAIT[policy]
+                elif message == _SECONDLY_MESSAGE:
+                    retry_after = _POLICY_WAIT["SECONDLY"]
+                else:
+                    retry_after = _POLICY_WAIT["TEN_SECONDLY_ROLLING"]
+            raise TransientError(detail, retry_after=retry_after)
+        if status == 423:
+            raise TransientError(detail, retry_after=max(retry_after or _LOCKED_WAIT, _LOCKED_WAIT))
+        if status == 477 or status >= 500:
+            # 477: portal migration in progress, comes with Retry-After (usage guidelines).
+            raise TransientError(detail, retry_after=retry_after)
+        if status == 404:
+            raise RecordNotFound(detail, code=category or "HTTP_404")
+        raise PermanentError(detail, code=category or f"HTTP_{status}")
+
+    # -- internals -------------------------------------------------------------------------------
+    def _object_path(self, record_id: str) -> str:
+        return f"/crm/v3/objects/{self.lead_object}/{quote(record_id, safe='')}"
+
+    def _search_page(
+        self,
+        object_type: str,
+        modified_property: str,
+        properties: Sequence[str],
+        since: datetime,
+        after: str | None,
+    ) -> tuple[list[Any], str | None]:
+        if since.tzinfo is None:
+            raise ValueError("since must be an aware datetime")
+        limit = min(self._page_size, _SEARCH_MAX_LIMIT)
+        if after is not None and after.isdigit():
+            room = SEARCH_RESULT_CAP - int(after)
+            if room <= 0:
+                log.warning(
+                    "HubSpot search of %s stops at its %d-result cap; restart from the newest "
+                    "modification time seen",
+                    object_type,
+                    SEARCH_RESULT_CAP,
+                )
+                return [], None
+            limit = min(limit, room)
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": modified_property,
+                            "operator": "GTE",
+                            "value": str(_epoch_ms(since)),
+                        }
+                    ]
+                }
+            ],
+            "sorts": [{"propertyName": modified_property, "direction": "ASCENDING"}],
+            "properties": list(properties),
+            "limit": limit,
+        }
+        if after is not None:
+            body["after"] = after
+        path = f"/crm/v3/objects/{object_type}/search"
+        _, data = self.request_json("POST", path, json=body)
+        data = _json_object(data, "POST", path)
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise TransientError(f"HubSpot POST {path}: response has no results list")
+        return results, _next_after(data)
+
+    def _associated_ids(self, object_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """Lead ids per record id through the v4 batch read (one request per 1,000 ids, plus
+        one per input whose associations are paged — rare: >500 leads on one touch)."""
+        found: dict[str, list[str]] = {i: [] for i in ids}
+        path = f"/crm/v4/associations/{object_type}/{self.lead_object}/batch/read"
+        pending = [{"id": i} for i in ids]
+        for _ in range(_MAX_PAGES):
+            if not pending:
+                return found
+            batch, pending = pending[:_ASSOCIATIONS_MAX_INPUTS], pending[_ASSOCIATIONS_MAX_INPUTS:]
+            _, data = self.request_json("POST", path, json={"inputs": batch})
+            data = _json_object(data, "POST", path)
+            for result in data.get("results") or []:
+                from_id = _text((result.get("from") or {}).get("id"))
+                if from_id is None or from_id not in found:
+                    continue
+                for target in result.get("to") or []:
+                    # toObjectId is a number in real responses, a string in the spec's example.
+                    to_id = _text(target.get("toObjectId"))
+                    if to_id is not None and to_id not in found[from_id]:
+                        found[from_id].append(to_id)
+                more = _next_after(result)
+                if more is not None:
+                    pending.append({"id": from_id, "after": more})
+            self._check_association_errors(path, data.get("errors") or [])
+        raise PermanentError(f"HubSpot POST {path}: association paging did not end", code="PAGING")
+
+    @staticmethod
+    def _check_association_errors(path: str, errors: list[Any]) -> None:
+        # An input without associations comes back as a 207 error entry with subCategory
+        # crm.associations.NO_ASSOCIATIONS_FOUND (category OBJECT_NOT_FOUND), not as an empty
+        # list; a touch deleted since the search is OBJECT_NOT_FOUND too. Both mean "no leads".
+        # Anything else means we cannot say which leads were touched: retry later rather than
+        # store a touch without its leads.
+        for error in errors:
+            if not isinstance(error, dict):
+                continue
+            if error.get("subCategory") == _NO_ASSOCIATIONS:
+                continue
+            if error.get("category") == "OBJECT_NOT_FOUND":
+                continue
+            raise TransientError(
+                f"HubSpot POST {path} -> per-input error {error.get('category')}: "
+                f"{_text(error.get('message')) or ''}"[:400]
+            )
+
+    def _owner_items(self, archived: bool) -> Iterator[dict[str, Any]]:
+        params = {
+            "limit": str(min(self._page_size, _OWNERS_MAX_LIMIT)),
+            "archived": "true" if archived else "false",
+        }
+        after: str | None = None
+        for _ in range(_MAX_PAGES):
+            page_params = {**params, **({"after": after} if after else {})}
+            _, data = self.request_json("GET", "/crm/v3/owners", params=page_params)
+            data = _json_object(data, "GET", "/crm/v3/owners")
+            for item in data.get("results") or []:
+                if isinstance(item, dict):
+                    yield item
+            following = _next_after(data)
+            if following is None:
+                return
+            if following == after:
+                raise PermanentError("HubSpot GET /crm/v3/owners: paging cursor did not advance")
+            after = following
+        raise PermanentError(
+            f"HubSpot GET /crm/v3/owners: more than {_MAX_PAGES} pages", code="PAGING"
+        )
+
+    def _lead(self, result: Any) -> CrmLead:
+        if not isinstance(result, dict) or _id(result) is None:
+            raise _Malformed("no id")
+        props = result.get("properties")
+        if not isinstance(props, dict):
+            raise _Malformed("no properties")
+        fm = self.field_map
+
+        def text(name: str) -> str | None:
+            return _text(props.get(name))
+
+        created_at = _required_instant(props, self._created_property)
+        modified_at = _required_instant(props, self._modified_property)
+        score_text = text(fm.score)
+        try:
+            score = float(score_text) if score_text is not None else None
+        except ValueError as e:
+            raise _Malformed(f"{fm.score} is not a number") from e
+        return CrmLead(
+            id=str(result["id"]),
+            created_at=created_at,
+            modified_at=modified_at,
+            owner_id=text(fm.owner),
+            owner_assigned_at=_optional_instant(props, fm.owner_assigned),
+            first_name=text(fm.first_name),
+            last_name=text(fm.last_name),
+            company=text(fm.company),
+            email=text(fm.email),
+            phone=text(fm.phone),
+            lifecycle_stage=text(fm.lifecycle_stage),
+            status=text(fm.status),
+            source=text(fm.source),
+            priority=text(fm.priority),
+            score=score,
+            archived=bool(result.get("archived", False)),
+            properties={str(k): _text(v) for k, v in props.items()},
+        )
+
+
+def parse_hubspot_datetime(value: str) -> datetime:
+    """A HubSpot datetime value as aware UTC: epoch milliseconds ("1763630100000") or ISO 8601
+    with or without milliseconds, with Z, an offset or none (taken as UTC), or a bare date.
+
+    Raises ValueError for anything else.
+    """
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        try:
+            return _EPOCH + timedelta(milliseconds=int(text))
+        except OverflowError as e:
+            raise ValueError("epoch milliseconds out of range") from e
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _epoch_ms(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _text(value: Any) -> str | None:
+    """A property value as text; HubSpot sends cleared properties as null or ""."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _id(result: Any) -> str | None:
+    return _text(result.get("id")) if isinstance(result, dict) else None
+
+
+def _json_object(data: Any, method: str, path: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TransientError(f"HubSpot {method} {path}: response is not a JSON object")
+    return data
+
+
+def _next_after(data: Mapping[str, Any]) -> str | None:
+    paging = data.get("paging")
+    if not isinstance(paging, dict):
+        return None
+    following = paging.get("next")
+    if not isinstance(following, dict):
+        return None
+    return _text(following.get("after"))
+
+
+def _optional_instant(props: Mapping[str, Any], name: str) -> datetime | None:
+    raw = _text(props.get(name))
+    if raw is None:
+        return None
+    try:
+        return parse_hubspot_datetime(raw)
+    except ValueError as e:
+        raise _Malformed(f"{name} is not a datetime") from e
+
+
+def _required_instant(props: Mapping[str, Any], name: str) -> datetime:
+    at = _optional_instant(props, name)
+    if at is None:
+        raise _Malformed(f"{name} is missing")
+    return at
+
+
+def _touch(kind: str, result: Any, leads_of: Mapping[str, list[str]]) -> CrmTouch:
+    record_id = _id(result)
+    if record_id is None:
+        raise _Malformed("no id")
+    props = result.get("properties")
+    if not isinstance(props, dict):
+        raise _Malformed("no properties")
+    modified_at = _required_instant(props, "hs_lastmodifieddate")
+    occurred_at = _optional_instant(props, "hs_timestamp")
+    if occurred_at is None and kind == "meeting":
+        occurred_at = _optional_instant(props, "hs_meeting_start_time")
+    if occurred_at is None:
+        raise _Malformed("hs_timestamp is missing")
+    duration = timedelta(0)
+    direction: str | None = None
+    if kind == "call":
+        raw = _text(props.get("hs_call_duration"))
+        if raw is not None:
+            try:
+                # hs_call_duration is in milliseconds (calls API reference).
+                duration = timedelta(milliseconds=float(raw))
+            except (ValueError, OverflowError) as e:
+                raise _Malformed("hs_call_duration is not a number") from e
+        direction = _CALL_DIRECTIONS.get((_text(props.get("hs_call_direction")) or "").upper())
+    elif kind == "email":
+        direction = _EMAIL_DIRECTIONS.get((_text(props.get("hs_email_direction")) or "").upper())
+    elif kind == "meeting":
+        start = _optional_instant(props, "hs_meeting_start_time")
+        end = _optional_instant(props, "hs_meeting_end_time")
+        if start is not None and end is not None:
+            duration = end - start
+    if duration < timedelta(0):
+        raise _Malformed("duration is negative")
+    status_property = _STATUS_PROPERTY.get(kind)
+    status = _text(props.get(status_property)) if status_property else None
+    return CrmTouch(
+        id=record_id,
+        kind=kind,
+        occurred_at=occurred_at,
+        modified_at=modified_at,
+        lead_ids=tuple(leads_of.get(record_id, ())),
+        owner_id=_text(props.get("hubspot_owner_id")),
+        duration=duration,
+        direction=direction,
+        status=status.upper() if status else None,
+    )
+
+
+def _owner(item: Mapping[str, Any], archived: bool) -> CrmOwner | None:
+    owner_id = _text(item.get("id"))
+    if owner_id is None:
+        return None
+    teams = tuple(
+        name
+        for name in (_text(t.get("name")) for t in item.get("teams") or [] if isinstance(t, dict))
+        if name is not None
+    )
+    return CrmOwner(
+        id=owner_id,
+        email=_text(item.get("email")),
+        first_name=_text(item.get("firstName")),
+        last_name=_text(item.get("lastName")),
+        archived=bool(item.get("archived", archived)),
+        teams=teams,
+    )

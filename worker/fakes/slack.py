@@ -1,0 +1,629 @@
+"""A loopback fake of the Slack Web API methods the worker calls, for the demo and tests.
+
+It answers ``auth.test``, ``users.lookupByEmail``, ``users.info``, ``conversations.open``,
+``chat.postMessage`` and ``chat.update`` under ``/api/`` the way Slack does: every answer is JSON
+with ``ok``; errors are HTTP 200 with an ``error`` code except rate limits (429 with
+``Retry-After``); arguments come from the query string, a form body or a JSON body, whichever
+the caller used. It enforces the documented message and Block Kit limits (see
+/work/shared/API-FACTS.md and the sources cited below), paces posts per channel on an injected
+clock, and can inject failures, so the real client runs unchanged against it. It must never
+listen beyond 127.0.0.1, never talk to the real Slack, and never record the token in its
+request log, echo it in a response or show it in a repr.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from worker.fakes.server import FakeServer, Request, Response
+
+TEAM_ID = "T0FAKETEAM"
+BOT_USER_ID = "U0SLABOT"
+BOT_ID = "B0SLABOT"
+
+# chat.postMessage: "Provide no more than 40,000 characters or risk truncation"
+# (docs.slack.dev/reference/methods/chat.postMessage). The docs say truncation but list
+# msg_too_long too; the fake takes the stricter reading and rejects.
+MAX_TEXT_CHARS = 40_000
+# Block Kit limits (docs.slack.dev/reference/block-kit/blocks).
+MAX_BLOCKS = 50
+MAX_HEADER_CHARS = 150
+MAX_SECTION_CHARS = 3_000
+MAX_SECTION_FIELDS = 10
+MAX_FIELD_CHARS = 2_000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_MARKDOWN_BLOCK_CHARS = 12_000
+# Not documented: msg_blocks_too_long has been seen from about 13,000 characters of block text
+# in all (slackapi/bolt-js#2509, the exact point moved with the block mix). 12,000 is below
+# every reported value, so a message the fake accepts is not rejected by Slack for this.
+MAX_TOTAL_BLOCK_CHARS = 12_000
+# conversations.open takes 1-8 users (its "too_many_users: Needs at most 8 users" error).
+MAX_OPEN_USERS = 8
+
+_BLOCK_TYPES = frozenset(
+    {"section", "header", "divider", "context", "actions", "image", "rich_text", "markdown",
+     "input", "file", "video"}
+)  # fmt: skip
+_TEXT_TYPES = frozenset({"plain_text", "mrkdwn"})
+
+# Slack's method names the fake implements; anything else under /api/ is unknown_method.
+_METHODS = (
+    "auth.test",
+    "users.lookupByEmail",
+    "users.info",
+    "conversations.open",
+    "chat.postMessage",
+    "chat.update",
+)
+
+
+@dataclass
+class PostedMessage:
+    """One message Slack accepted, as a test wants to assert on it.
+
+    ``channel`` is the resolved id (``D…`` for a DM even when the post named a ``U…`` user),
+    ``user_id`` the DM's recipient (None in channels), ``channel_name`` the channel's name
+    (None in DMs). ``orphan`` is True when ``thread_ts`` named no message of that conversation:
+    Slack answers ok but the reply is seen nowhere (see ``_post_message``). ``text`` and
+    ``blocks`` follow ``chat.update``; ``raw`` is the payload of the post as received.
+    """
+
+    channel: str
+    user_id: str | None
+    channel_name: str | None
+    text: str
+    blocks: list[Any] | None
+    thread_ts: str | None
+    ts: str
+    raw: dict[str, Any]
+    orphan: bool = False
+
+
+@dataclass(frozen=True)
+class MessageUpdate:
+    """One accepted ``chat.update``: the new text and blocks of the message at ``ts``."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] | None
+    raw: dict[str, Any]
+
+
+@dataclass
+class _User:
+    id: str
+    email: str
+    real_name: str
+    tz: str
+    deleted: bool
+    is_bot: bool
+
+
+@dataclass
+class _Channel:
+    id: str
+    name: str
+    is_member: bool
+    is_archived: bool
+
+
+@dataclass
+class _Failure:
+    error: str
+    remaining: int
+    status: int
+    retry_after: int | None
+    raw_body: bytes | None
+
+
+class _Reject(Exception):
+    """Stops a handler with a Slack error answer."""
+
+    def __init__(self, error: str, status: int = 200, **extra: Any) -> None:
+        super().__init__(error)
+        self.response = _error(error, status, **extra)
+
+
+class _RateLimited(_Reject):
+    """HTTP 429 ``ratelimited`` with ``Retry-After`` in whole seconds, as Slack answers it
+    (docs.slack.dev/apis/web-api/rate-limits)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("ratelimited", 429)
+        self.response.headers["Retry-After"] = str(retry_after)
+
+
+def _ok(**body: Any) -> Response:
+    return Response(200, {"ok": True, **body})
+
+
+def _error(error: str, status: int = 200, **extra: Any) -> Response:
+    return Response(status, {"ok": False, "error": error, **extra})
+
+
+class FakeSlack(FakeServer):
+    """Slack's Web API for the worker, over loopback, with a state API for tests.
+
+    ``clock`` returns epoch seconds (default :func:`time.time`); it stamps message ``ts`` values
+    and paces posts. ``channel_rate_per_s`` (None = unlimited) models chat.postMessage's
+    "about one message per second per channel" limit: a post that comes sooner than
+    ``1 / rate`` seconds after the last accepted post in the same conversation gets HTTP 429
+    ``ratelimited`` with ``Retry-After``. Slack tolerates short bursts; the fake does not, which
+    is the stricter reading.
+    """
+
+    def __init__(
+        self,
+        token: str = "xoxb-fake-token",
+        *,
+        clock: Callable[[], float] | None = None,
+        channel_rate_per_s: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._token = token
+        self._clock = clock or time.time
+        self._rate = channel_rate_per_s
+        self._revoked = False
+        self._users: dict[str, _User] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._dm_of_user: dict[str, str] = {}
+        self._user_of_dm: dict[str, str] = {}
+        self._failures: dict[str, list[_Failure]] = {}
+        # conversation id -> when it may next receive a post (epoch seconds), for the pace.
+        self._next_post_at: dict[str, float] = {}
+        self._last_ts_micros = 0
+        self.messages: list[PostedMessage] = []
+        self.updates: list[MessageUpdate] = []
+        for method in _METHODS:
+            handler = self._handler(method)
+            # Slack accepts GET and POST for every method; slack_sdk always POSTs.
+            self.route("GET", f"/api/{method}", handler)
+            self.route("POST", f"/api/{method}", handler)
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._httpd is not None else "stopped"
+        return f"FakeSlack({where})"
+
+    @property
+    def token(self) -> str:
+        """The token this fake accepts (a made-up test credential, shown by ``fake-slack``)."""
+        return self._token
+
+    @property
+    def api_url(self) -> str:
+        """The URL to give ``slack_sdk.WebClient(base_url=…)`` (``SLACK_API_URL``)."""
+        return f"{self.base_url}/api/"
+
+    # -- state API -----------------------------------------------------------------------------
+    def add_user(
+        self,
+        id: str,
+        email: str,
+        real_name: str,
+        *,
+        tz: str = "Europe/Berlin",
+        deleted: bool = False,
+        is_bot: bool = False,
+    ) -> None:
+        with self.lock:
+            self._users[id] = _User(id, email, real_name, tz, deleted, is_bot)
+
+    def add_channel(
+        self, id: str, name: str, *, is_member: bool = True, is_archived: bool = False
+    ) -> None:
+        with self.lock:
+            self._channels[id] = _Channel(id, name.lstrip("#"), is_member, is_archived)
+
+    def fail_next(
+        self,
+        method: str,
+        error: str,
+        *,
+        n: int = 1,
+        status: int = 200,
+        retry_after: int | None = None,
+        raw_body: bytes | None = None,
+    ) -> None:
+        """Answer the next ``n`` calls of ``method`` with ``error`` instead of doing them.
+
+        A 5xx answers with an HTML page, as Slack's edge does when the API behind it fails;
+        a 429 carries ``Retry-After: retry_after`` when given. ``raw_body`` replaces the body
+        as is (a truncated or non-JSON answer with any status).
+        """
+        with self.lock:
+            self._failures.setdefault(method, []).append(
+                _Failure(error, n, status, retry_after, raw_body)
+            )
+
+    def revoke_token(self) -> None:
+        """Every later call answers ``token_revoked`` (the app was uninstalled)."""
+        with self.lock:
+            self._revoked = True
+
+    def dms_to(self, user_id: str) -> list[PostedMessage]:
+        with self.lock:
+            return [m for m in self.messages if m.user_id == user_id]
+
+    def messages_in(self, channel: str) -> list[PostedMessage]:
+        """Messages in a channel given by id or name (with or without ``#``), or a DM by id."""
+        name = channel.lstrip("#")
+        with self.lock:
+            return [m for m in self.messages if channel == m.channel or name == m.channel_name]
+
+    # -- request plumbing ----------------------------------------------------------------------
+    def not_found(self, request: Request) -> Response:
+        # Slack answers a method it does not know with unknown_method and echoes the name in
+        # req_method, before looking at the token (an unauthenticated call to a real method
+        # gets not_authed instead). The HTTP status is UNCONFIRMED: public fakes use 200 or
+        # 404; 404 is the stricter reading (a client must not read it as a success).
+        method = request.path.removeprefix("/api/")
+        return _error("unknown_method", 404, req_method=method)
+
+    def _handler(self, method: str) -> Callable[[Request], Response]:
+        implementations: dict[str, Callable[[dict[str, Any]], Response]] = {
+            "auth.test": self._auth_test,
+            "users.lookupByEmail": self._lookup_by_email,
+            "users.info": self._users_info,
+            "conversations.open": self._conversations_open,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update_message,
+        }
+        implementation = implementations[method]
+
+        def handle(request: Request) -> Response:
+            try:
+                args = _arguments(request)
+            except ValueError:
+                return _error("invalid_form_data")
+            with self.lock:
+                try:
+                    self._authenticate(request, args)
+                    injected = self._injected(method)
+                    if injected is not None:
+                        return injected
+                    return implementation(args)
+                except _Reject as reject:
+                    return reject.response
+
+        return handle
+
+    def _authenticate(self, request: Request, args: dict[str, Any]) -> None:
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        # Slack also takes the token as a ``token`` argument of a form post.
+        token = token or str(args.pop("token", "") or "")
+        if not token:
+            raise _Reject("not_authed")
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise _Reject("invalid_auth")
+        if self._revoked:
+            raise _Reject("token_revoked")
+
+    def _injected(self, method: str) -> Response | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue[0]
+        failure.remaining -= 1
+        if failure.remaining <= 0:
+            queue.pop(0)
+        headers = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = str(failure.retry_after)
+        if failure.raw_body is not None:
+            return Response(failure.status, raw=failure.raw_body, headers=headers)
+        if failure.status >= 500:
+            page = f"<html><body><h1>{failure.status}</h1><p>{failure.error}</p></body></html>"
+            return Response(failure.status, raw=page.encode(), headers=headers)
+        response = _error(failure.error, failure.status)
+        response.headers.update(headers)
+        return response
+
+    # -- methods -------------------------------------------------------------------------------
+    def _auth_test(self, args: dict[str, Any]) -> Response:
+        return _ok(
+            url="https://fake-workspace.slack.com/",
+            team="Fake Workspace",
+            user="sla-bot",
+            team_id=TEAM_ID,
+            user_id=BOT_USER_ID,
+            bot_id=BOT_ID,
+            is_enterprise_install=False,
+        )
+
+    def _lookup_by_email(self, args: dict[str, Any]) -> Response:
+        email = str(args.get("email") or "")
+        if not email:
+            raise _Reject("invalid_arguments")
+        # Matching ignores case (UNCONFIRMED for Slack; e-mail domains are case-insensitive
+        # and CRMs store addresses in mixed case). users_not_found covers unknown *and*
+        # deactivated users (docs.slack.dev/reference/methods/users.lookupByEmail).
+        for user in self._users.values():
+            if user.email.lower() == email.lower() and not user.deleted:
+                return _ok(user=self._user_object(user))
+        raise _Reject("users_not_found")
+
+    def _users_info(self, args: dict[str, Any]) -> Response:
+        user = self._users.get(str(args.get("user") or ""))
+        if user is None:
+            raise _Reject("user_not_found")
+        # Deactivated users are still returned, with ``deleted: true``.
+        return _ok(user=self._user_object(user))
+
+    def _conversations_open(self, args: dict[str, Any]) -> Response:
+        raw = args.get("users")
+        ids = raw if isinstance(raw, list) else str(raw or "").split(",")
+        ids = [str(i).strip() for i in ids if str(i).strip()]
+        if not ids:
+            raise _Reject("users_list_not_supplied")
+        if len(ids) > MAX_OPEN_USERS:
+            raise _Reject("too_many_users")
+        for user_id in ids:
+            user = self._users.get(user_id)
+            if user is None:
+                raise _Reject("user_not_found")
+            # conversations.open documents user_disabled: "A specified user has been disabled".
+            if user.deleted:
+                raise _Reject("user_disabled")
+        if len(ids) > 1:
+            # Group DMs are not something the worker opens; the fake does not model them.
+            raise _Reject("method_not_supported_for_channel_type")
+        dm = self._open_dm(ids[0])
+        return _ok(channel={"id": dm})
+
+    def _post_message(self, args: dict[str, Any]) -> Response:
+        channel_id, user_id, channel_name = self._resolve_for_post(str(args.get("channel") or ""))
+        text, blocks = _content(args)
+        thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
+        orphan = False
+        if thread_ts is not None:
+            # chat.postMessage documents no thread_not_found: Slack answers ok for a thread_ts
+            # that names no message, and the reply shows up neither in a thread nor in the
+            # channel (slackapi/python-slack-sdk#840). The fake does the same and marks it.
+            orphan = not any(m.channel == channel_id and m.ts == thread_ts for m in self.messages)
+        self._pace_post(channel_id)
+        ts = self._next_ts()
+        self.messages.append(
+            PostedMessage(
+                channel=channel_id,
+                user_id=user_id,
+                channel_name=channel_name,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                ts=ts,
+                raw=dict(args),
+                orphan=orphan,
+            )
+        )
+        message: dict[str, Any] = {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": text,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "team": TEAM_ID,
+            "ts": ts,
+        }
+        if blocks is not None:
+            message["blocks"] = blocks
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+        return _ok(channel=channel_id, ts=ts, message=message)
+
+    def _update_message(self, args: dict[str, Any]) -> Response:
+        channel_id = str(args.get("channel") or "")
+        # chat.update needs the conversation id: for a DM the D… id, not the user's U… id
+        # (docs.slack.dev/reference/methods/chat.update, argument ``channel``).
+        channel = self._channels.get(channel_id)
+        if channel is None and channel_id not in self._user_of_dm:
+            raise _Reject("channel_not_found")
+        if channel is not None and channel.is_archived:
+            raise _Reject("is_inactive")
+        ts = str(args.get("ts") or "")
+        target = next((m for m in self.messages if m.channel == channel_id and m.ts == ts), None)
+        if target is None:
+            raise _Reject("message_not_found")
+        text, blocks = _content(args)
+        target.text = text
+        target.blocks = blocks
+        self.updates.append(MessageUpdate(channel_id, ts, text, blocks, dict(args)))
+        message: dict[str, Any] = {"type": "message", "text": text, "user": BOT_USER_ID}
+        if blocks is not None:
+            message["blocks"] = blocks
+        return _ok(channel=channel_id, ts=ts, text=text, message=message)
+
+    # -- helpers (called with self.lock held) --------------------------------------------------
+    def _user_object(self, user: _User) -> dict[str, Any]:
+        label, offset = _tz_label_and_offset(user.tz, self._clock())
+        handle = user.email.split("@", 1)[0]
+        return {
+            "id": user.id,
+            "team_id": TEAM_ID,
+            "name": handle,
+            "real_name": user.real_name,
+            "tz": user.tz,
+            "tz_label": label,
+            "tz_offset": offset,
+            "deleted": user.deleted,
+            "is_bot": user.is_bot,
+            "profile": {
+                "email": user.email,
+                "real_name": user.real_name,
+                "display_name": user.real_name.split(" ", 1)[0],
+            },
+        }
+
+    def _open_dm(self, user_id: str) -> str:
+        dm = self._dm_of_user.get(user_id)
+        if dm is None:
+            dm = f"D{len(self._dm_of_user) + 1:09d}"
+            self._dm_of_user[user_id] = dm
+            self._user_of_dm[dm] = user_id
+        return dm
+
+    def _resolve_for_post(self, target: str) -> tuple[str, str | None, str | None]:
+        """(conversation id, DM recipient, channel name) for chat.postMessage's ``channel``."""
+        if target[:1] in ("U", "W") and target in self._users:
+            # Posting to a user id opens (or reuses) the DM with them. Slack accepts this for
+            # a deactivated user too: "chat_postMessage succeeds to deleted user", and Slack
+            # staff explained their DM history still exists (slackapi/python-slack-sdk#1156).
+            return self._open_dm(target), target, None
+        if target in self._user_of_dm:
+            return target, self._user_of_dm[target], None
+        channel = self._channels.get(target)
+        if channel is None:
+            name = target.removeprefix("#")
+            channel = next((c for c in self._channels.values() if c.name == name), None)
+        if channel is None:
+            raise _Reject("channel_not_found")
+        if channel.is_archived:
+            raise _Reject("is_archived")
+        if not channel.is_member:
+            raise _Reject("not_in_channel")
+        return channel.id, None, channel.name
+
+    def _pace_post(self, channel_id: str) -> None:
+        if self._rate is None:
+            return
+        now = self._clock()
+        allowed_at = self._next_post_at.get(channel_id, now)
+        if now < allowed_at:
+            wait = max(1, math.ceil(allowed_at - now))
+            raise _RateLimited(wait)
+        self._next_post_at[channel_id] = now + 1.0 / self._rate
+
+    def _next_ts(self) -> str:
+        """A message ts like ``1700000000.000100``: the clock in microseconds, strictly
+        increasing across the workspace, so it is unique as Slack's are within a channel."""
+        micros = max(round(self._clock() * 1_000_000), self._last_ts_micros + 1)
+        self._last_ts_micros = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def _arguments(request: Request) -> dict[str, Any]:
+    """The call's arguments: query string, then a form or JSON body over it (Slack reads all
+    three; slack_sdk sends JSON for chat.* and a form body for the rest)."""
+    args: dict[str, Any] = {k: v[-1] for k, v in request.query.items()}
+    if not request.body:
+        return args
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == "application/json":
+        body = json.loads(request.body)
+        if not isinstance(body, dict):
+            raise ValueError("a JSON body must be an object")
+        args.update(body)
+    else:
+        form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
+        args.update({k: v[-1] for k, v in form.items()})
+    return args
+
+
+def _content(args: dict[str, Any]) -> tuple[str, list[Any] | None]:
+    """Validated (text, blocks) of a post or update, or the error Slack gives."""
+    text = args.get("text")
+    text = "" if text is None else str(text)
+    blocks = _parse_blocks(args.get("blocks"))
+    if not text.strip() and not blocks:
+        raise _Reject("no_text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise _Reject("msg_too_long")
+    if blocks is not None:
+        _check_blocks(blocks)
+    return text, blocks
+
+
+def _parse_blocks(raw: Any) -> list[Any] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        # A form post carries blocks as a JSON string; Slack names a string it cannot parse
+        # invalid_blocks_format (chat.update's documented errors).
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise _Reject("invalid_blocks_format") from None
+    if not isinstance(raw, list):
+        raise _Reject("invalid_blocks_format")
+    return raw
+
+
+def _check_blocks(blocks: list[Any]) -> None:
+    if len(blocks) > MAX_BLOCKS:
+        raise _Reject("invalid_blocks")
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") not in _BLOCK_TYPES:
+            raise _Reject("invalid_blocks")
+        kind = block["type"]
+        if kind == "header":
+            _check_text_object(block.get("text"), MAX_HEADER_CHARS, plain_only=True)
+        elif kind == "section":
+            fields = block.get("fields")
+            if block.get("text") is None and not fields:
+                raise _Reject("invalid_blocks")
+            if block.get("text") is not None:
+                _check_text_object(block["text"], MAX_SECTION_CHARS)
+            if fields is not None:
+                if not isinstance(fields, list) or len(fields) > MAX_SECTION_FIELDS:
+                    raise _Reject("invalid_blocks")
+                for item in fields:
+                    _check_text_object(item, MAX_FIELD_CHARS)
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
+                raise _Reject("invalid_blocks")
+            for element in elements:
+                if isinstance(element, dict) and element.get("type") in _TEXT_TYPES:
+                    _check_text_object(element, MAX_SECTION_CHARS)
+        elif kind == "markdown":
+            text = block.get("text")
+            if not isinstance(text, str) or not 1 <= len(text) <= MAX_MARKDOWN_BLOCK_CHARS:
+                raise _Reject("invalid_blocks")
+    if _block_text_length(blocks) > MAX_TOTAL_BLOCK_CHARS:
+        raise _Reject("msg_blocks_too_long")
+
+
+def _check_text_object(value: Any, limit: int, *, plain_only: bool = False) -> None:
+    allowed = {"plain_text"} if plain_only else _TEXT_TYPES
+    if not isinstance(value, dict) or value.get("type") not in allowed:
+        raise _Reject("invalid_blocks")
+    text = value.get("text")
+    # Text objects need at least one character (Block Kit composition objects reference).
+    if not isinstance(text, str) or not 1 <= len(text) <= limit:
+        raise _Reject("invalid_blocks")
+
+
+def _block_text_length(value: Any) -> int:
+    """Characters of every ``text`` string anywhere in the blocks."""
+    if isinstance(value, list):
+        return sum(_block_text_length(item) for item in value)
+    if isinstance(value, dict):
+        total = 0
+        for key, item in value.items():
+            if key == "text" and isinstance(item, str):
+                total += len(item)
+            else:
+                total += _block_text_length(item)
+        return total
+    return 0
+
+
+def _tz_label_and_offset(tz: str, now: float) -> tuple[str, int]:
+    """Slack's ``tz_label`` (a name like "Central European Summer Time"; the fake gives the
+    zone's abbreviation) and ``tz_offset`` in seconds east of UTC, at ``now``."""
+    try:
+        local = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        return tz, 0
+    offset = local.utcoffset()
+    return local.tzname() or tz, int(offset.total_seconds()) if offset else 0

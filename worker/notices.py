@@ -1,0 +1,76 @@
+"""What one notification says, independent of how it is delivered: the outbox payload.
+
+A :class:`Notice` is written into the outbox by the evaluate stage as plain JSON and read back
+by the deliver stage to render a Slack message. It carries a snapshot of the lead so that a
+message rendered later still names the lead as it was judged. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+#: Kinds of notice, in the order a lead's story goes.
+WARNING = "warning"
+BREACH = "breach"
+ESCALATION = "escalation"
+RESOLVED = "resolved"
+
+RULE_TITLES = {
+    "first_touch": "First touch",
+    "follow_up": "Follow-up touches",
+    "max_gap": "Gap between touches",
+    "min_time_spent": "Time spent",
+    "early_return": "Early return to marketing",
+}
+
+RULE_ACTIONS = {
+    "first_touch": "Call or email the lead now and log it in the CRM.",
+    "follow_up": "Log the next touch (call, email or meeting) in the CRM.",
+    "max_gap": "Touch the lead again; the last touch was too long ago.",
+    "min_time_spent": "Book a call or meeting: too little time spent with the lead so far.",
+    "early_return": "The lead went back to marketing before the agreed minimum.",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    rule: str
+    lead_id: str
+    lead_name: str
+    company: str | None
+    priority: str | None
+    record_url: str | None
+    deadline_at: datetime
+    detail: str
+    level: int
+    policy: str
+    rep_name: str
+    #: IANA zone the deadline is shown in (the team calendar's; the rep's Slack tz wins later).
+    timezone: str
+
+    def to_payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["deadline_at"] = self.deadline_at.isoformat()
+        return data
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Notice:
+        values = dict(data)
+        values["deadline_at"] = datetime.fromisoformat(values["deadline_at"])
+        return cls(**values)
+
+    @property
+    def rule_title(self) -> str:
+        return RULE_TITLES.get(self.rule, self.rule.replace("_", " ").capitalize())
+
+    @property
+    def action(self) -> str:
+        if self.kind == ESCALATION:
+            return (
+                f"Check in with {self.rep_name}: get the lead worked today, or reassign it "
+                "in the CRM."
+            )
+        return RULE_ACTIONS.get(self.rule, "Look at the lead in the CRM.")

@@ -1,0 +1,208 @@
+"""Evaluate: run the SLA engine on leads that changed or whose next deadline has come.
+
+Findings and the notifications they cause are written in one transaction per batch, so a
+crash leaves either both or neither; the outbox's unique dedup key makes a re-run harmless.
+It never sends anything and never calls the CRM.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from worker.config import Ruleset, Team
+from worker.pipeline.notifications import LeadFacts, drafts_for
+from worker.sla import (
+    Lead,
+    LeadEvaluation,
+    RuleState,
+    StatusChange,
+    Touch,
+    evaluate_lead,
+    select_policy,
+)
+from worker.store import models, queries
+from worker.store.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateSummary:
+    leads: int = 0
+    skipped: int = 0
+    notifications: int = 0
+    breached: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "leads": self.leads,
+            "skipped": self.skipped,
+            "notifications": self.notifications,
+            "breached": self.breached,
+        }
+
+
+def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
+    """Store rows → the engine's plain dataclasses."""
+    row = bundle.lead
+    lead = Lead(
+        id=row.id,
+        created_at=row.created_at,
+        owner_id=row.owner_id,
+        assigned_at=row.owner_assigned_at or row.created_at,
+        status=row.status,
+        lifecycle_stage=row.lifecycle_stage,
+        priority=row.priority,
+        source=row.source,
+        score=row.score,
+        status_history=tuple(StatusChange(c.at, c.status) for c in bundle.status_history),
+    )
+    touches = [
+        Touch(
+            at=t.occurred_at,
+            kind=t.kind,
+            owner_id=t.owner_id,
+            duration=timedelta(milliseconds=t.duration_ms),
+            direction=t.direction,
+            status=t.status,
+        )
+        for t in bundle.touches
+    ]
+    return lead, touches
+
+
+def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
+    row, owner = bundle.lead, bundle.owner
+    name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email or row.id
+    rep_name = "unassigned"
+    if owner is not None:
+        rep_name = (
+            " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
+        )
+    return LeadFacts(
+        lead_id=row.id,
+        lead_name=name,
+        company=row.company,
+        priority=row.priority,
+        record_url=record_url.replace("{id}", row.id) if record_url else None,
+        owner_email=owner.email if owner is not None and not owner.archived else None,
+        rep_name=rep_name,
+    )
+
+
+def evaluate_bundle(
+    bundle: queries.LeadBundle, rules: Ruleset, now: datetime
+) -> tuple[LeadEvaluation, Team] | None:
+    """Judge one lead with its team's calendar; None when there is nothing to judge (no
+    owner, archived)."""
+    row = bundle.lead
+    if row.archived or row.owner_id is None:
+        return None
+    owner = bundle.owner
+    team = rules.team_for(
+        owner.email if owner is not None else None, owner.teams if owner is not None else []
+    )
+    lead, touches = engine_inputs(bundle)
+    policy = select_policy(lead, rules.policies)
+    evaluation = evaluate_lead(
+        lead, touches, policy, team.calendar, rules.touch_rules, rules.escalation, now
+    )
+    return evaluation, team
+
+
+def evaluate(
+    rules: Ruleset,
+    sessions: Callable[[], Session],
+    now: datetime,
+    *,
+    batch_size: int = 500,
+) -> EvaluateSummary:
+    """Evaluate every due lead, batch by batch, each batch one transaction."""
+    summary = EvaluateSummary()
+    record_url = rules.config.crm.record_url
+    group_wait = rules.config.notifications.group_wait
+    while True:
+        with session_scope(sessions) as session:
+            ids = queries.due_lead_ids(session, now, batch_size)
+            if not ids:
+                return summary
+            for bundle in queries.load_bundles(session, ids):
+                _evaluate_one(session, bundle, rules, record_url, group_wait, now, summary)
+        if len(ids) < batch_size:
+            return summary
+
+
+def _evaluate_one(
+    session: Session,
+    bundle: queries.LeadBundle,
+    rules: Ruleset,
+    record_url: str | None,
+    group_wait: timedelta,
+    now: datetime,
+    summary: EvaluateSummary,
+) -> None:
+    row = bundle.lead
+    try:
+        judged = evaluate_bundle(bundle, rules, now)
+    except (ValueError, TypeError) as e:
+        # Bad CRM data for one lead must not stop the run: log it, park the lead until it
+        # changes again (dirty is cleared, no next check), carry on.
+        log.error("lead %s: cannot evaluate (%s); skipped until it changes", row.id, e)
+        row.dirty = False
+        row.next_check_at = None
+        summary.skipped += 1
+        return
+    row.dirty = False
+    if judged is None:
+        row.next_check_at = None
+        summary.skipped += 1
+        return
+    evaluation, team = judged
+    summary.leads += 1
+    previous = queries.findings_for(session, row.id)
+    announced = {rule: f.breached_deadline_at for rule, f in previous.items()}
+    drafts = drafts_for(
+        evaluation, lead_facts(bundle, record_url), team, rules.escalation, announced
+    )
+    for result in evaluation.rules:
+        finding = previous.get(result.rule.value)
+        if finding is None:
+            finding = models.Finding(lead_id=row.id, rule=result.rule.value)
+            session.add(finding)
+        finding.policy = evaluation.policy
+        finding.state = result.state.value
+        finding.started_at = result.started_at
+        finding.deadline_at = result.deadline_at
+        finding.met_at = result.met_at
+        finding.detail = result.detail
+        finding.evaluated_at = now
+        if result.state is RuleState.BREACHED:
+            summary.breached += 1
+            finding.breached_deadline_at = result.deadline_at
+        elif result.state is not RuleState.MET_LATE:
+            finding.breached_deadline_at = None
+    summary.notifications += queries.insert_outbox(
+        session,
+        (
+            {
+                "dedup_key": d.dedup_key,
+                "kind": d.kind,
+                "lead_id": row.id,
+                "rule": d.rule,
+                "level": d.level,
+                "recipient": d.recipient,
+                "payload": d.notice.to_payload(),
+                "created_at": now,
+                "due_at": now + group_wait,
+                "status": "pending",
+                "attempts": 0,
+            }
+            for d in drafts
+        ),
+    )
+    row.next_check_at = evaluation.next_check_at

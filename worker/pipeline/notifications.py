@@ -1,0 +1,133 @@
+"""Which notifications an evaluation causes: pure mapping from engine results to outbox drafts.
+
+Each draft has a dedup key built from (lead, rule, deadline, level, repeat, recipient), so the
+same verdict written twice is delivered once, and a new deadline (owner change, policy change)
+is a new notification. No I/O: the evaluate stage writes the drafts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from worker.config import Team
+from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING, Notice
+from worker.sla import EscalationPolicy, LeadEvaluation, RuleState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    """What a message says about the lead and its owner, snapshotted at evaluation."""
+
+    lead_id: str
+    lead_name: str
+    company: str | None
+    priority: str | None
+    record_url: str | None
+    owner_email: str | None
+    rep_name: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    dedup_key: str
+    kind: str
+    rule: str
+    level: int
+    recipient: str  # "email:<address>" or "channel:<#name>"
+    notice: Notice
+
+
+def resolve_recipient(who: str, facts: LeadFacts, team: Team) -> str | None:
+    """A configured recipient (``rep``, ``manager``, ``channel``, ``channel:#x``, an e-mail)
+    as an outbox address; a rep without an e-mail falls back to the team's manager."""
+    if who == "rep":
+        if facts.owner_email:
+            return f"email:{facts.owner_email.lower()}"
+        who = "manager"
+    if who == "manager":
+        return f"email:{team.manager.lower()}" if team.manager else None
+    if who == "channel":
+        return f"channel:{team.channel}" if team.channel else None
+    if who.startswith("channel:"):
+        return who
+    return f"email:{who.lower()}"
+
+
+def drafts_for(
+    evaluation: LeadEvaluation,
+    facts: LeadFacts,
+    team: Team,
+    escalation: EscalationPolicy,
+    announced_breaches: Mapping[str, datetime | None],
+) -> list[Draft]:
+    """Notifications due for one lead now.
+
+    ``announced_breaches`` maps a rule to the deadline whose breach was already announced (from
+    the previous findings); a rule now met late on that deadline gets a resolved notice.
+    """
+    drafts: list[Draft] = []
+
+    def add(
+        kind: str, rule: str, deadline: datetime, level: int, repeat: int, who: str, detail: str
+    ) -> None:
+        recipient = resolve_recipient(who, facts, team)
+        if recipient is None:
+            log.warning(
+                "lead %s: no address for recipient %r in team %s; notification not written",
+                facts.lead_id,
+                who,
+                team.name,
+            )
+            return
+        notice = Notice(
+            kind=kind,
+            rule=rule,
+            lead_id=facts.lead_id,
+            lead_name=facts.lead_name,
+            company=facts.company,
+            priority=facts.priority,
+            record_url=facts.record_url,
+            deadline_at=deadline,
+            detail=detail,
+            level=level,
+            policy=evaluation.policy,
+            rep_name=facts.rep_name,
+            timezone=team.calendar.timezone,
+        )
+        key = "|".join(
+            (facts.lead_id, rule, deadline.isoformat(), kind, str(level), str(repeat), recipient)
+        )
+        drafts.append(Draft(key, kind, rule, level, recipient, notice))
+
+    details = {r.rule.value: r.detail for r in evaluation.rules}
+    for result in evaluation.rules:
+        rule = result.rule.value
+        if result.state is RuleState.WARNING and result.deadline_at is not None:
+            add(WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
+        announced = announced_breaches.get(rule)
+        if (
+            escalation.send_resolved
+            and result.state is RuleState.MET_LATE
+            and announced is not None
+            and announced == result.deadline_at
+        ):
+            add(RESOLVED, rule, announced, 0, 0, "rep", result.detail)
+
+    for esc in evaluation.escalations:
+        rule = esc.rule.value
+        detail = details.get(rule, "")
+        for step in esc.steps_due:
+            kind = BREACH if step.level == 0 else ESCALATION
+            for who in step.notify:
+                add(kind, rule, esc.breached_at, step.level, 0, who, detail)
+        if esc.repeat > 0 and esc.steps_due:
+            top = esc.steps_due[-1]
+            kind = BREACH if top.level == 0 else ESCALATION
+            for who in top.notify:
+                add(kind, rule, esc.breached_at, top.level, esc.repeat, who, detail)
+    return drafts

@@ -1,0 +1,58 @@
+"""The stages bound to a :class:`Context`: what Celery tasks and ``sla-worker run-once`` call.
+
+Each function takes the context and returns a small JSON-able summary; ``now`` comes from the
+context's clock, read once per stage.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from worker.pipeline.context import Context
+from worker.pipeline.deliver import DeliverSummary, Rendered, deliver, preview
+from worker.pipeline.evaluate import EvaluateSummary, evaluate
+from worker.pipeline.sync import SyncSummary, sync
+
+
+def run_sync(ctx: Context) -> SyncSummary:
+    crm = ctx.rules.config.crm
+    return sync(
+        ctx.crm,
+        ctx.sessions,
+        ctx.clock(),
+        touch_kinds=tuple(crm.touch_types),
+        cursor_prefix=crm.provider,
+        overlap=crm.sync_overlap,
+    )
+
+
+def run_evaluate(ctx: Context) -> EvaluateSummary:
+    return evaluate(ctx.rules, ctx.sessions, ctx.clock())
+
+
+def run_deliver(ctx: Context) -> DeliverSummary:
+    return deliver(
+        ctx.slack,
+        ctx.sessions,
+        ctx.clock(),
+        group_wait=ctx.rules.config.notifications.group_wait,
+    )
+
+
+def run_preview(ctx: Context) -> list[Rendered]:
+    # A dry run shows everything pending, as if the grouping window had passed.
+    return preview(ctx.sessions, ctx.clock() + timedelta(days=1), timedelta(0))
+
+
+def run_once(ctx: Context, *, dry_run: bool = False) -> dict[str, object]:
+    """sync → evaluate → deliver, synchronously. A dry run reads the CRM and judges leads but
+    sends nothing and writes nothing to the CRM; it returns what would be sent."""
+    result: dict[str, object] = {
+        "sync": run_sync(ctx).as_dict(),
+        "evaluate": run_evaluate(ctx).as_dict(),
+    }
+    if dry_run:
+        result["would_send"] = run_preview(ctx)
+    else:
+        result["deliver"] = run_deliver(ctx).as_dict()
+    return result

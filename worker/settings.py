@@ -1,0 +1,64 @@
+"""Settings from the environment (12-factor): secrets, endpoints and where the config lives.
+
+Policies, calendars, teams and schedules are not here: they come from the YAML config
+(``worker.config``). Nothing here may ever be logged whole: tokens are secrets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = "config/sla.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///sla-worker.sqlite"
+DEFAULT_BROKER_URL = "sqla+sqlite:///sla-worker-broker.sqlite"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+DEFAULT_SALESFORCE_LOGIN_URL = "https://login.salesforce.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker reads from the environment, with embedded defaults."""
+
+    config_path: Path = Path(DEFAULT_CONFIG)
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    hubspot_token: str | None = field(default=None, repr=False)
+    hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
+    salesforce_login_url: str = DEFAULT_SALESFORCE_LOGIN_URL
+    salesforce_instance_url: str | None = None
+    salesforce_client_id: str | None = field(default=None, repr=False)
+    salesforce_client_secret: str | None = field(default=None, repr=False)
+    salesforce_refresh_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def secret(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        return cls(
+            config_path=Path(get("SLA_CONFIG", DEFAULT_CONFIG)),
+            database_url=get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
+            slack_bot_token=secret("SLACK_BOT_TOKEN"),
+            slack_api_url=get("SLACK_API_URL", DEFAULT_SLACK_API_URL),
+            hubspot_token=secret("HUBSPOT_TOKEN"),
+            hubspot_base_url=get("HUBSPOT_BASE_URL", DEFAULT_HUBSPOT_BASE_URL),
+            salesforce_login_url=get("SALESFORCE_LOGIN_URL", DEFAULT_SALESFORCE_LOGIN_URL),
+            salesforce_instance_url=secret("SALESFORCE_INSTANCE_URL"),
+            salesforce_client_id=secret("SALESFORCE_CLIENT_ID"),
+            salesforce_client_secret=secret("SALESFORCE_CLIENT_SECRET"),
+            salesforce_refresh_token=secret("SALESFORCE_REFRESH_TOKEN"),
+        )

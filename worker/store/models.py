@@ -1,0 +1,227 @@
+"""SQLAlchemy 2 models of everything the worker keeps: CRM mirror, findings and the outbox.
+
+Datetimes are stored and returned as aware UTC on every backend (SQLite keeps no zone, so
+:class:`UtcDateTime` adds it back). Schema changes go through Alembic migrations only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware-UTC datetime on every backend; naive datetimes are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC")
+        value = value.astimezone(UTC)
+        # SQLite stores text without a zone: store the UTC wall time, add the zone back on read.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime}
+
+
+class Owner(Base):
+    """A CRM user who can own leads."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    teams: Mapped[list[str]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[datetime]
+
+
+class Lead(Base):
+    """The CRM's view of a lead, plus the evaluate stage's bookkeeping."""
+
+    __tablename__ = "leads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    owner_assigned_at: Mapped[datetime | None]
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str | None] = mapped_column(String(100))
+    score: Mapped[float | None] = mapped_column(Float)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    synced_at: Mapped[datetime]
+    #: Set by sync when anything the engine reads changed; cleared by evaluate.
+    dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: From the engine: the earliest instant the SLA state can change without new data.
+    next_check_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_leads_dirty", "dirty"),
+        Index("ix_leads_next_check_at", "next_check_at"),
+        Index("ix_leads_owner_id", "owner_id"),
+    )
+
+
+class LeadStatusChange(Base):
+    """A lead status as sync observed it change; the engine reads pauses and returns from it."""
+
+    __tablename__ = "lead_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    status: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_lead_status_changes_lead_id_at", "lead_id", "at"),)
+
+
+class Touch(Base):
+    """A sales activity from the CRM (call, email, meeting, …)."""
+
+    __tablename__ = "touches"
+
+    #: ``<kind>:<crm id>``: CRM ids are only unique per activity type.
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    direction: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(50))
+    synced_at: Mapped[datetime]
+
+
+class TouchLead(Base):
+    """Which leads a touch is associated with (a meeting can involve several)."""
+
+    __tablename__ = "touch_leads"
+
+    touch_id: Mapped[str] = mapped_column(
+        ForeignKey("touches.id", ondelete="CASCADE"), primary_key=True
+    )
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_touch_leads_lead_id", "lead_id"),)
+
+
+class SyncCursor(Base):
+    """How far an incremental sync has committed: the last modified time fully stored."""
+
+    __tablename__ = "sync_cursors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    modified_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Finding(Base):
+    """The latest engine verdict for one rule of one lead (what `explain` and reports read)."""
+
+    __tablename__ = "findings"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+    met_at: Mapped[datetime | None]
+    detail: Mapped[str] = mapped_column(Text, default="")
+    #: The deadline whose breach was last announced: a later met_late on it is "resolved".
+    breached_deadline_at: Mapped[datetime | None]
+    evaluated_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """A notification to deliver, written in the same transaction as the finding that causes it.
+
+    ``dedup_key`` is unique: the same (lead, rule, deadline, level, repeat, recipient) can be
+    written any number of times and is delivered once.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(500), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # warning | breach | escalation | resolved
+    lead_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(40))
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``email:<address>`` or ``channel:<#name or id>``.
+    recipient: Mapped[str] = mapped_column(String(400))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    #: Not to be sent before this (grouping window, quiet hours, retry backoff).
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(
+        String(20), default="pending"
+    )  # pending|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    leased_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsent",
+            "status",
+            "due_at",
+            postgresql_where=text("status <> 'sent'"),
+            sqlite_where=text("status <> 'sent'"),
+        ),
+        Index("ix_outbox_lead_id", "lead_id"),
+    )
+
+
+class SlackUserCache(Base):
+    """Slack user ids looked up by e-mail, with when they were looked up (a cache with a TTL)."""
+
+    __tablename__ = "slack_users"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(64))  # None: Slack knows no such user
+    tz: Mapped[str | None] = mapped_column(String(64))
+    looked_up_at: Mapped[datetime]

@@ -1,0 +1,36 @@
+"""Celery tasks: thin wrappers that call one pipeline stage and return its summary.
+
+The context (config, database, clients) is built once per worker process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from worker.celery_app import app
+from worker.pipeline import stages
+from worker.pipeline.context import Context, build_context
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _context() -> Context:
+    return build_context(Settings.from_env())
+
+
+@app.task(name="worker.tasks.sync")  # type: ignore[untyped-decorator]
+def sync() -> dict[str, object]:
+    return stages.run_sync(_context()).as_dict()
+
+
+@app.task(name="worker.tasks.evaluate")  # type: ignore[untyped-decorator]
+def evaluate() -> dict[str, object]:
+    return dict(stages.run_evaluate(_context()).as_dict())
+
+
+@app.task(name="worker.tasks.deliver")  # type: ignore[untyped-decorator]
+def deliver() -> dict[str, object]:
+    return stages.run_deliver(_context()).as_dict()
