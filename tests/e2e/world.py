@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from worker.fakes.slack import FakeSlack
-
 from worker.fakes.hubspot import FakeHubSpot
+from worker.fakes.slack import FakeSlack
 from worker.pipeline.context import Context, build_context
 from worker.settings import Settings
 from worker.store.db import upgrade
