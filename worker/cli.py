@@ -158,13 +158,16 @@ def _serve_fake(command: str, port: int, seed: bool) -> int:
 
         hubspot = seeded_hubspot() if seed else FakeHubSpot()
         base = hubspot.start(port)
-        print(f"fake HubSpot on {base}  (HUBSPOT_BASE_URL={base} HUBSPOT_TOKEN={hubspot.token})")
+        print(
+            f"fake HubSpot on {base}  (HUBSPOT_BASE_URL={base} HUBSPOT_TOKEN={hubspot.token})",
+            flush=True,
+        )
         hubspot.serve_forever()
     else:
         from worker.fakes.slack import FakeSlack
 
         slack = seeded_slack() if seed else FakeSlack()
         slack.start(port)
-        print(f"fake Slack on {slack.api_url}  (SLACK_API_URL={slack.api_url})")
+        print(f"fake Slack on {slack.api_url}  (SLACK_API_URL={slack.api_url})", flush=True)
         slack.serve_forever()
     return EXIT_OK

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -229,3 +229,24 @@ def test_naive_now_or_touch_is_a_value_error() -> None:
         evaluate_lead(
             lead(FRIDAY_1630), [naive_touch], ONE_HOUR, AMER, RULES, ESCALATION, MONDAY_0930
         )
+
+
+def test_result_instants_are_utc_even_when_the_input_is_in_another_zone() -> None:
+    # The engine promises aware UTC out; instants copied from the input (the assignment, the
+    # touch that met a rule) used to keep the caller's zone, e.g. a database session's.
+    assigned = datetime(2026, 1, 12, 10, 0, tzinfo=NEW_YORK)
+    touched = datetime(2026, 1, 12, 17, 0, tzinfo=BERLIN)
+    evaluation = evaluate_lead(
+        lead(assigned), [call(touched)], HOT, AMER, RULES, ESCALATION, assigned + timedelta(days=1)
+    )
+    first_touch = evaluation.rules[0]
+    assert first_touch.started_at == assigned
+    assert first_touch.met_at == touched
+    instants = [
+        at
+        for result in evaluation.rules
+        for at in (result.started_at, result.deadline_at, result.warn_at, result.met_at)
+        if at is not None
+    ]
+    assert instants and all(at.utcoffset() == timedelta(0) for at in instants)
+    assert all(at.tzinfo is UTC for at in instants)

@@ -56,7 +56,10 @@ def to_us(at: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     """Integer UTC epoch microseconds -> aware UTC datetime (exact)."""
-    return EPOCH + timedelta(microseconds=us)
+    if us % 1_000_000:
+        return EPOCH + timedelta(0, 0, us)
+    # Whole seconds (most deadlines): fromtimestamp of an int is exact and the fastest path.
+    return datetime.fromtimestamp(us // 1_000_000, UTC)
 
 
 class _Year:
@@ -262,7 +265,18 @@ class BusinessCalendar:
         if duration == 0:
             return start
         tb = self._table
-        if tb is None or not tb.lo <= start < tb.hi:
+        if tb is not None and tb.lo <= start < tb.hi:
+            # The hot path, ``locate(pos(start) + duration)`` inlined: a covered instant.
+            i = bisect_right(tb.starts, start) - 1
+            if i >= 0:
+                end = tb.ends[i]
+                target = tb.cums[i] + (start if start < end else end) - tb.starts[i] + duration
+            else:
+                target = duration
+            if target <= tb.total:
+                j = bisect_left(tb.cum_ends, target)
+                return tb.starts[j] + target - tb.cums[j]
+        else:
             tb = self._covering(start, start)
         while True:
             target = tb.pos(start) + duration
@@ -273,7 +287,9 @@ class BusinessCalendar:
     def subtract_us(self, end: int, duration: int) -> int:
         if duration == 0:
             return end
-        tb = self._covering(end, end)
+        tb = self._table
+        if tb is None or not tb.lo <= end < tb.hi:
+            tb = self._covering(end, end)
         while True:
             target = tb.pos(end) - duration
             if target > 0:

@@ -1,0 +1,93 @@
+"""`sla-worker run-once`, `explain` and the fake servers, typed as a user would, against the
+loopback fakes (the worker runs as a subprocess on the real clock)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.world import RealClock, World, make_world
+from tests.test_cli import run
+
+SCRIPT = Path(sys.executable).parent / "sla-worker"
+
+
+@pytest.fixture
+def world(tmp_path: Path, sqlite_url: str) -> Iterator[World]:
+    yield from make_world(tmp_path, sqlite_url, clock=RealClock())
+
+
+def test_run_once_dry_run_shows_the_dm_and_sends_nothing(world: World, tmp_path: Path) -> None:
+    world.add_rep()
+    world.add_lead(assigned_ago=timedelta(hours=2))
+    done = run("run-once", "--dry-run", cwd=tmp_path, env=world.env())
+    assert done.returncode == 0, done.stderr
+    assert "would send to email:lena@example.com" in done.stdout
+    assert "Maria Lopez" in done.stdout
+    assert world.slack.messages == []
+
+
+def test_run_once_sends_and_explain_tells_the_story(world: World, tmp_path: Path) -> None:
+    world.add_rep()
+    lead = world.add_lead(assigned_ago=timedelta(hours=2))
+    done = run("run-once", cwd=tmp_path, env=world.env())
+    assert done.returncode == 0, done.stderr
+    assert len(world.slack.dms_to("U0LENA")) == 1
+    assert '"rows_sent": 1' in done.stdout
+
+    explained = run("explain", lead, cwd=tmp_path, env=world.env())
+    assert explained.returncode == 0, explained.stderr
+    text = explained.stdout.lower()
+    assert f"lead {lead}" in text and "policy default" in text
+    assert "first touch" in text and "breach" in text
+
+
+def test_explain_an_unknown_lead_says_so(world: World, tmp_path: Path) -> None:
+    run("db", "upgrade", cwd=tmp_path, env=world.env())
+    done = run("explain", "999", cwd=tmp_path, env=world.env())
+    assert done.returncode == 1
+    assert "lead 999 is not in the store" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "probe"),
+    [
+        ("fake-hubspot", ("/crm/v3/owners", "demo-hubspot-token")),
+        ("fake-slack", ("/api/auth.test", "xoxb-demo-token")),
+    ],
+)
+def test_a_fake_can_be_started_alone_for_a_real_worker(
+    command: str, probe: tuple[str, str]
+) -> None:
+    process = subprocess.Popen(
+        [str(SCRIPT), command, "--seed"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split()[line.split().index("on") + 1]
+        base = url.removesuffix("/api/")
+        path, token = probe
+        answer = (
+            requests.post(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            if command == "fake-slack"
+            else requests.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        )
+        assert answer.status_code == 200
+        if command == "fake-hubspot":
+            assert len(answer.json()["results"]) == 6  # the demo's reps and managers
+        else:
+            assert answer.json()["ok"] is True
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
