@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.crm.records import CrmLead, CrmTouch
-from worker.store import queries
+from worker.store import mirror, outbox, queries
 from worker.store.db import make_engine, make_sessionmaker, upgrade
 from worker.store.models import Lead, LeadStatusChange, OutboxMessage
 
@@ -75,7 +75,7 @@ def test_migrations_create_every_table_and_run_twice(database_url: str) -> None:
 
 def test_datetimes_come_back_aware_utc(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.upsert_lead(session, _lead(), NOW)
+        mirror.upsert_lead(session, _lead(), NOW)
         session.commit()
     with sessions() as session:
         lead = session.get(Lead, "1")
@@ -86,29 +86,27 @@ def test_datetimes_come_back_aware_utc(sessions: sessionmaker[Session]) -> None:
 
 def test_upserting_the_same_lead_twice_changes_nothing(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        assert queries.upsert_lead(session, _lead(), NOW) is True
+        assert mirror.upsert_lead(session, _lead(), NOW) is True
         session.commit()
     with sessions() as session:
         session.get(Lead, "1").dirty = False  # type: ignore[union-attr]
-        assert queries.upsert_lead(session, _lead(), NOW) is False
+        assert mirror.upsert_lead(session, _lead(), NOW) is False
         session.commit()
         assert session.get(Lead, "1").dirty is False  # type: ignore[union-attr]
 
 
 def test_an_older_copy_never_overwrites_a_newer_one(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.upsert_lead(session, _lead(status="WORKING"), NOW)
-        queries.upsert_lead(
-            session, _lead(status="OPEN", modified_at=NOW - timedelta(hours=3)), NOW
-        )
+        mirror.upsert_lead(session, _lead(status="WORKING"), NOW)
+        mirror.upsert_lead(session, _lead(status="OPEN", modified_at=NOW - timedelta(hours=3)), NOW)
         session.commit()
         assert session.get(Lead, "1").status == "WORKING"  # type: ignore[union-attr]
 
 
 def test_status_changes_are_kept_as_history(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.upsert_lead(session, _lead(status="OPEN"), NOW)
-        queries.upsert_lead(session, _lead(status="BAD_TIMING", modified_at=NOW), NOW)
+        mirror.upsert_lead(session, _lead(status="OPEN"), NOW)
+        mirror.upsert_lead(session, _lead(status="BAD_TIMING", modified_at=NOW), NOW)
         session.commit()
         history = session.scalars(select(LeadStatusChange.status).order_by(LeadStatusChange.at))
         assert list(history) == ["OPEN", "BAD_TIMING"]
@@ -116,10 +114,10 @@ def test_status_changes_are_kept_as_history(sessions: sessionmaker[Session]) -> 
 
 def test_a_new_touch_marks_its_leads_dirty(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.upsert_lead(session, _lead(), NOW)
+        mirror.upsert_lead(session, _lead(), NOW)
         session.get(Lead, "1").dirty = False  # type: ignore[union-attr]
         touch = CrmTouch(id="9", kind="call", occurred_at=NOW, modified_at=NOW, lead_ids=("1",))
-        assert queries.upsert_touch(session, touch, NOW) == {"1"}
+        assert mirror.upsert_touch(session, touch, NOW) == {"1"}
         session.commit()
         assert session.get(Lead, "1").dirty is True  # type: ignore[union-attr]
         assert [b.touches[0].id for b in queries.load_bundles(session, ["1"])] == ["call:9"]
@@ -127,42 +125,42 @@ def test_a_new_touch_marks_its_leads_dirty(sessions: sessionmaker[Session]) -> N
 
 def test_the_cursor_only_moves_forward(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.advance_cursor(session, "hubspot:leads", NOW, NOW)
-        queries.advance_cursor(session, "hubspot:leads", NOW - timedelta(days=1), NOW)
+        mirror.advance_cursor(session, "hubspot:leads", NOW, NOW)
+        mirror.advance_cursor(session, "hubspot:leads", NOW - timedelta(days=1), NOW)
         session.commit()
-        assert queries.cursor_at(session, "hubspot:leads") == NOW
+        assert mirror.cursor_at(session, "hubspot:leads") == NOW
 
 
 def test_the_outbox_keeps_one_row_per_dedup_key(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        assert queries.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k2")]) == 2
+        assert outbox.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k2")]) == 2
         session.commit()
     with sessions() as session:
-        assert queries.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k3")]) == 1
+        assert outbox.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k3")]) == 1
         session.commit()
         assert len(session.scalars(select(OutboxMessage)).all()) == 3
 
 
 def test_two_senders_never_claim_the_same_row(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.insert_outbox(session, [_outbox_row(f"k{i}") for i in range(5)])
+        outbox.insert_outbox(session, [_outbox_row(f"k{i}") for i in range(5)])
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as first, sessions() as second:
-        a = queries.claim_rows(first, "email:lena@example.com", NOW, lease)
-        b = queries.claim_rows(second, "email:lena@example.com", NOW, lease)
+        a = outbox.claim_rows(first, "email:lena@example.com", NOW, lease)
+        b = outbox.claim_rows(second, "email:lena@example.com", NOW, lease)
     assert len(a) == 5
     assert b == []
 
 
 def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        queries.insert_outbox(session, [_outbox_row("k1")])
+        outbox.insert_outbox(session, [_outbox_row("k1")])
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as session:
-        assert len(queries.claim_rows(session, "email:lena@example.com", NOW, lease)) == 1
+        assert len(outbox.claim_rows(session, "email:lena@example.com", NOW, lease)) == 1
         later = NOW + lease + timedelta(seconds=1)
-        assert queries.recipients_due(session, later) == ["email:lena@example.com"]
-        again = queries.claim_rows(session, "email:lena@example.com", later, lease)
+        assert outbox.recipients_due(session, later) == ["email:lena@example.com"]
+        again = outbox.claim_rows(session, "email:lena@example.com", later, lease)
         assert [r.attempts for r in again] == [2]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from worker.errors import AuthError, PermanentError, TransientError
 from worker.notices import Notice
 from worker.slack.messages import SlackMessage, render_notices
-from worker.store import queries
+from worker.store import outbox
 from worker.store.db import session_scope
 from worker.store.models import OutboxMessage
 
@@ -105,8 +105,8 @@ def preview(
     """What deliver would send now, without leasing or sending anything (``--dry-run``)."""
     out: list[Rendered] = []
     with session_scope(sessions) as session:
-        for recipient in queries.recipients_due(session, now):
-            rows = queries.pending_rows(session, recipient, now + group_wait)
+        for recipient in outbox.recipients_due(session, now):
+            rows = outbox.pending_rows(session, recipient, now + group_wait)
             if rows:
                 out.append(Rendered(recipient, render_rows(rows)))
     return out
@@ -122,10 +122,10 @@ def deliver(
 ) -> DeliverSummary:
     summary = DeliverSummary()
     with session_scope(sessions) as session:
-        recipients = queries.recipients_due(session, now)
+        recipients = outbox.recipients_due(session, now)
     for recipient in recipients:
         with session_scope(sessions) as session:
-            rows = queries.claim_rows(session, recipient, now, lease_for, group_wait)
+            rows = outbox.claim_rows(session, recipient, now, lease_for, group_wait)
             if not rows:
                 continue  # another sender holds them
             try:
@@ -196,11 +196,11 @@ def _channel_for(slack: SlackSender, session: Session, recipient: str, now: date
     kind, _, address = recipient.partition(":")
     if kind == "channel":
         return address
-    cached = queries.cached_slack_user(session, address, now, USER_CACHE_TTL)
+    cached = outbox.cached_slack_user(session, address, now, USER_CACHE_TTL)
     if cached is not None:
         return cached.user_id
     user = slack.lookup_user_by_email(address)
-    queries.remember_slack_user(
+    outbox.remember_slack_user(
         session, address, user.id if user else None, user.tz if user else None, now
     )
     return user.id if user else None

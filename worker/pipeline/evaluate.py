@@ -25,7 +25,7 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.store import models, queries
+from worker.store import models, outbox, queries
 from worker.store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _evaluate_one(
             finding.breached_deadline_at = result.deadline_at
         elif result.state is not RuleState.MET_LATE:
             finding.breached_deadline_at = None
-    summary.notifications += queries.insert_outbox(
+    summary.notifications += outbox.insert_outbox(
         session,
         (
             {

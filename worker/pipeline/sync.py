@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from worker.crm.client import SEARCH_RESULT_CAP, CrmClient
 from worker.crm.records import CrmLead, CrmTouch, Page
-from worker.store import queries
+from worker.store import mirror
 from worker.store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,13 @@ def sync(
     owners = crm.list_owners()
     with session_scope(sessions) as session:
         for owner in owners:
-            queries.upsert_owner(session, owner, now)
+            mirror.upsert_owner(session, owner, now)
     summary.owners = len(owners)
 
     def store_leads(session: Session, page: Page[CrmLead]) -> None:
         for lead in page.items:
             summary.leads += 1
-            if queries.upsert_lead(session, lead, now):
+            if mirror.upsert_lead(session, lead, now):
                 summary.leads_changed += 1
 
     _sync_stream(
@@ -86,7 +86,7 @@ def sync(
         def store_touches(session: Session, page: Page[CrmTouch]) -> None:
             for touch in page.items:
                 summary.touches += 1
-                queries.upsert_touch(session, touch, now)
+                mirror.upsert_touch(session, touch, now)
 
         def fetch(since: datetime, after: str | None, kind: str = kind) -> Page[CrmTouch]:
             return crm.search_touches_changed_since(kind, since, after=after)
@@ -121,7 +121,7 @@ def _sync_stream(
     make that harmless).
     """
     with session_scope(sessions) as session:
-        stored = queries.cursor_at(session, name)
+        stored = mirror.cursor_at(session, name)
     since = max(EPOCH, stored - overlap) if stored else EPOCH
     after: str | None = None
     while True:
@@ -132,7 +132,7 @@ def _sync_stream(
             store(session, page)
             if page.items:
                 newest = max(item.modified_at for item in page.items)
-                queries.advance_cursor(session, name, newest, now)
+                mirror.advance_cursor(session, name, newest, now)
         if page.next_after is None:
             return
         try:

@@ -1,0 +1,144 @@
+"""The outbox in the store: inserting deduplicated notifications, leasing them for sending,
+and the Slack user cache.
+
+Inserts ignore a known dedup key; claims are conditional updates whose row count says who
+won, so two senders never hold the same row. No rendering and no Slack calls here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.store.models import (
+    OutboxMessage,
+    SlackUserCache,
+)
+
+
+def insert_outbox(session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert notifications, ignoring any whose dedup key is already there; returns how many
+    were new. Works the same on PostgreSQL and SQLite (both have ON CONFLICT DO NOTHING)."""
+    values = list(rows)
+    if not values:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted = 0
+    for value in values:
+        stmt = insert_fn(OutboxMessage).values(**value)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(OutboxMessage.id)
+        inserted += len(session.execute(stmt).all())
+    return inserted
+
+
+# -- deliver --------------------------------------------------------------------------------
+
+
+def recipients_due(session: Session, now: datetime) -> list[str]:
+    """Recipients with at least one notification due now (or whose sender's lease ran out)."""
+    query = (
+        select(OutboxMessage.recipient)
+        .where(
+            or_(
+                (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now),
+                (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
+            )
+        )
+        .group_by(OutboxMessage.recipient)
+        .order_by(func.min(OutboxMessage.due_at))
+    )
+    return list(session.scalars(query).all())
+
+
+def claim_rows(
+    session: Session,
+    recipient: str,
+    now: datetime,
+    lease_for: timedelta,
+    group_wait: timedelta = timedelta(0),
+) -> list[OutboxMessage]:
+    """Lease every sendable row of one recipient; a row another sender holds is skipped.
+
+    Rows falling due within ``group_wait`` ride along, so they go out in the same message.
+    The claim is a conditional UPDATE per row whose row count must be 1 (as healthchecks
+    does): two deliver runs racing for the same row cannot both win it.
+    """
+    candidates = session.scalars(
+        select(OutboxMessage.id).where(
+            OutboxMessage.recipient == recipient,
+            or_(
+                (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now + group_wait),
+                (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
+            ),
+        )
+    ).all()
+    claimed: list[int] = []
+    for row_id in candidates:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == row_id,
+                or_(
+                    OutboxMessage.status == "pending",
+                    (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
+                ),
+            )
+            .values(
+                status="sending",
+                leased_until=now + lease_for,
+                attempts=OutboxMessage.attempts + 1,
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(row_id)
+    session.commit()
+    if not claimed:
+        return []
+    return list(
+        session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
+        ).all()
+    )
+
+
+def cached_slack_user(
+    session: Session, email: str, now: datetime, ttl: timedelta
+) -> SlackUserCache | None:
+    row = session.get(SlackUserCache, email.lower())
+    if row is None or row.looked_up_at + ttl < now:
+        return None
+    return row
+
+
+def remember_slack_user(
+    session: Session, email: str, user_id: str | None, tz: str | None, now: datetime
+) -> None:
+    key = email.lower()
+    row = session.get(SlackUserCache, key)
+    if row is None:
+        session.add(SlackUserCache(email=key, user_id=user_id, tz=tz, looked_up_at=now))
+    else:
+        row.user_id = user_id
+        row.tz = tz
+        row.looked_up_at = now
+
+
+def pending_rows(session: Session, recipient: str, due_by: datetime) -> list[OutboxMessage]:
+    """Pending rows of one recipient due by ``due_by``, without leasing them (dry runs)."""
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.recipient == recipient,
+                OutboxMessage.status == "pending",
+                OutboxMessage.due_at <= due_by,
+            )
+            .order_by(OutboxMessage.id)
+        ).all()
+    )
