@@ -45,6 +45,8 @@ def test_an_overdue_lead_reaches_its_rep_as_one_dm(world: World, ctx: Context) -
         "rows_sent": 1,
         "rows_retrying": 0,
         "rows_failed": 0,
+        "rows_rerouted": 0,
+        "rows_held": 0,
         "auth_failed": False,
     }
     assert [r.status for r in _outbox(ctx)] == ["sent"]
@@ -156,13 +158,19 @@ def test_a_revoked_token_pauses_delivery_and_loses_nothing(world: World, ctx: Co
     assert len(world.slack.messages) == 1
 
 
-def test_a_rep_unknown_to_slack_is_recorded_not_dropped(world: World, ctx: Context) -> None:
+def test_a_rep_unknown_to_slack_falls_back_to_the_manager(world: World, ctx: Context) -> None:
     world.add_rep(slack_id=None)
     world.add_lead(assigned_ago=timedelta(hours=2))
-    run_once(ctx)
-    (row,) = _outbox(ctx)
-    assert row.status == "failed"
-    assert row.last_error is not None and "users_not_found" in row.last_error
+    result = run_once(ctx)
+    assert result["deliver"]["rows_rerouted"] == 1  # type: ignore[index]
+    original, fallback = _outbox(ctx)
+    assert original.status == "rerouted"
+    assert original.last_error is not None and "users_not_found" in original.last_error
+    assert fallback.recipient == "email:mike.manager@example.com"
+    run_once(ctx)  # the fallback is delivered on the next pass
+    (dm,) = world.slack.dms_to("U0MIKE")
+    assert "Could not deliver to lena@example.com (users_not_found)" in str(dm.blocks)
+    assert "Maria Lopez" in dm.text
 
 
 def test_dry_run_sends_nothing_and_shows_the_message(world: World, ctx: Context) -> None:

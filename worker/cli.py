@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--beat", action="store_true", help="also run beat (one machine only)")
     worker.add_argument("--concurrency", type=int, default=2)
 
+    sub.add_parser("health", help="is delivery working? exit 1 when a part is failing")
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations up to the latest schema")
@@ -87,6 +89,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(settings.database_url)
         print("database schema is up to date")
         return EXIT_OK
+    if command == "health":
+        return _health(settings)
     if command == "demo":
         from worker.demo import run_demo
 
@@ -127,6 +131,36 @@ def _check_config(path: Path) -> int:
         f"{len(config.policies)} policies, {len(config.escalation)} escalation levels)"
     )
     return EXIT_OK
+
+
+def _health(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from worker.store import outbox
+    from worker.store.db import make_engine, make_sessionmaker, session_scope
+    from worker.store.models import OutboxMessage
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            checks = outbox.health(session)
+            counts = dict(
+                session.execute(
+                    select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    for check in checks:
+        state = "ok" if check.ok else "FAILING"
+        detail = f": {check.detail}" if check.detail else ""
+        print(f"{check.component}: {state} since {check.updated_at:%Y-%m-%d %H:%M} UTC{detail}")
+    print(
+        "outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if counts
+        else "outbox: empty"
+    )
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def _run_once(settings: Settings, *, dry_run: bool) -> int:

@@ -75,6 +75,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RateLimitConfig(_Strict):
+    """The portal's request budget, shared by every worker process (through Redis when the
+    broker is Redis). HubSpot's usage guidelines: 100 requests per rolling 10 s per app on
+    Free/Starter, 190 on Professional/Enterprise."""
+
+    per_10s: PositiveInt = 100
+    #: CONFLICT in HubSpot's docs: 5 search requests per second per account (search guide)
+    #: or 4 per token (an older changelog); the stricter one by default.
+    search_per_s: PositiveInt = 4
+
+
 class CrmConfig(_Strict):
     provider: Literal["hubspot", "salesforce"] = "hubspot"
     object: str = "contacts"
@@ -91,6 +102,10 @@ class CrmConfig(_Strict):
     record_url: str | None = None
     #: Re-read this much before the sync cursor: CRM search indexes lag a few moments.
     sync_overlap: WallDuration = timedelta(minutes=5)
+    #: Ask the CRM for archived leads on every sync (search never returns them) and stop
+    #: tracking them; merged leads stop being tracked regardless.
+    track_archived: bool = True
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     @field_validator("record_url")
     @classmethod
@@ -106,6 +121,9 @@ class SchedulesConfig(_Strict):
     sync: WallDuration = timedelta(minutes=2)
     evaluate: WallDuration = timedelta(minutes=1)
     deliver: WallDuration = timedelta(seconds=15)
+    #: Local times (each team's calendar time zone, business days only) at which managers'
+    #: digests go out; escalation levels with ``digest: true`` wait for the next one.
+    digest: list[str] = Field(default_factory=lambda: ["09:00", "14:00"])
 
     @field_validator("sync", "evaluate", "deliver")
     @classmethod
@@ -113,6 +131,29 @@ class SchedulesConfig(_Strict):
         if value < timedelta(seconds=1):
             raise ValueError("must be at least 1s")
         return value
+
+    @field_validator("digest", mode="before")
+    @classmethod
+    def _one_or_many_times(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("digest")
+    @classmethod
+    def _times_of_day(cls, value: list[str]) -> list[str]:
+        for text in value:
+            _time_of_day(text)
+        return sorted(value, key=_time_of_day)
+
+    def digest_minutes(self) -> list[int]:
+        """Digest times as minutes after local midnight, earliest first."""
+        return [_time_of_day(t) for t in self.digest]
+
+
+def _time_of_day(text: str) -> int:
+    match = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", str(text))
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError(f'"{text}" is not a time of day like 09:00')
+    return int(match.group(1)) * 60 + int(match.group(2))
 
 
 def _parse_day_key(key: str) -> list[int]:
@@ -209,6 +250,18 @@ class CalendarConfig(_Strict):
                 "like DE, DE-BE, US-NY"
             ) from None
         return value
+
+    def to_engine(self, name: str, timezone: str) -> BusinessCalendar:
+        """This calendar for the engine, with its hours read in ``timezone``."""
+        country, _, subdivision = (self.holidays or "").partition("-")
+        return BusinessCalendar(
+            name=name,
+            timezone=timezone,
+            weekly_hours=self.weekly_hours(),
+            holidays_country=country or None,
+            holidays_subdivision=subdivision or None,
+            closed_dates=self.closed,
+        )
 
     def weekly_hours(self) -> dict[int, list[tuple[int, int]]]:
         result: dict[int, list[tuple[int, int]]] = {day: [] for day in range(7)}
@@ -352,6 +405,11 @@ def _recipient(value: str) -> str:
 class EscalationLevelConfig(_Strict):
     after: Span
     notify: list[str] = Field(min_length=1)
+    #: Collect this level's notices into each recipient's next digest (schedules.digest)
+    #: instead of sending them at once: managers get one summary, not a message per lead.
+    digest: bool = False
+    #: Send even outside the recipient's working hours (quiet hours do not apply).
+    send_outside_hours: bool = False
 
     @field_validator("notify", mode="before")
     @classmethod
@@ -371,6 +429,20 @@ class NotificationsConfig(_Strict):
     send_resolved: bool = True
     #: Notifications for one recipient falling due within this window go out as one message.
     group_wait: WallDuration = timedelta(seconds=30)
+    #: Hold messages to a person until their working hours (their Slack time zone, else the
+    #: team calendar's); a level with ``send_outside_hours: true`` is exempt.
+    quiet_hours: bool = True
+    #: Where notices go when their channel is missing, archived or the bot is not in it.
+    fallback_channel: str | None = None
+    #: How long a Slack user lookup by e-mail is trusted before it is asked again.
+    user_cache_for: WallDuration = timedelta(hours=24)
+
+    @field_validator("fallback_channel")
+    @classmethod
+    def _channel_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("#"):
+            raise ValueError(f'"{value}" is not a channel like #sales-ops')
+        return value
 
 
 def _default_escalation() -> list[EscalationLevelConfig]:
@@ -441,17 +513,10 @@ class Ruleset:
 
     def __init__(self, config: SlaConfig) -> None:
         self.config = config
-        self.calendars: dict[str, BusinessCalendar] = {}
-        for name, cal in config.calendars.items():
-            country, _, subdivision = (cal.holidays or "").partition("-")
-            self.calendars[name] = BusinessCalendar(
-                name=name,
-                timezone=cal.timezone,
-                weekly_hours=cal.weekly_hours(),
-                holidays_country=country or None,
-                holidays_subdivision=subdivision or None,
-                closed_dates=cal.closed,
-            )
+        self.calendars = {
+            name: cal.to_engine(name, cal.timezone) for name, cal in config.calendars.items()
+        }
+        self._zoned: dict[tuple[str, str], BusinessCalendar] = {}
         self.teams = {
             name: Team(name, self.calendars[t.calendar], t.manager, t.channel)
             for name, t in config.teams.items()
@@ -470,6 +535,17 @@ class Ruleset:
             repeat_every=config.notifications.repeat_every,
             send_resolved=config.notifications.send_resolved,
         )
+
+    def calendar_in_zone(self, team: str, timezone: str) -> BusinessCalendar:
+        """The team's working hours and holidays read in another time zone: the hours of a
+        team member whose Slack profile says they work from elsewhere (cached)."""
+        key = (team, timezone)
+        calendar = self._zoned.get(key)
+        if calendar is None:
+            name = self.config.teams[team].calendar
+            calendar = self.config.calendars[name].to_engine(f"{name}@{timezone}", timezone)
+            self._zoned[key] = calendar
+        return calendar
 
     def team_for(self, email: str | None, crm_teams: Sequence[str]) -> Team:
         """The first team whose ``owners`` match; the first team when none does."""

@@ -50,6 +50,13 @@ class Notice:
     rep_name: str
     #: IANA zone the deadline is shown in (the team calendar's; the rep's Slack tz wins later).
     timezone: str
+    #: The team whose calendar, manager and channels apply.
+    team: str = ""
+    #: Held until the recipient's working hours (quiet hours) unless False.
+    quiet: bool = True
+    #: Set on a fallback copy: who could not be reached, and why (``users_not_found``).
+    undeliverable_to: str | None = None
+    undeliverable_because: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         data = asdict(self)

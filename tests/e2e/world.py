@@ -11,6 +11,7 @@ from pathlib import Path
 from worker.fakes.hubspot import FakeHubSpot
 from worker.fakes.slack import FakeSlack
 from worker.pipeline.context import Context, build_context
+from worker.pipeline.deliver import ChannelPacer
 from worker.settings import Settings
 from worker.store.db import upgrade
 
@@ -92,7 +93,18 @@ class World:
 
     def context(self) -> Context:
         upgrade(self.database_url)
-        return build_context(Settings.from_env(self.env()), clock=self.clock)
+        ctx = build_context(Settings.from_env(self.env()), clock=self.clock)
+        ctx.pacer = ChannelPacer(clock=self.pace_clock, sleep=self.pace_sleep)
+        return ctx
+
+    #: Seconds the pacer waited (virtually): tests never sleep for real.
+    paced_for: float = 0.0
+
+    def pace_clock(self) -> float:
+        return self.paced_for
+
+    def pace_sleep(self, seconds: float) -> None:
+        self.paced_for += seconds
 
     def add_rep(
         self, owner_id: str = "101", name: str = "Lena Fischer", slack_id: str | None = "U0LENA"
@@ -142,11 +154,16 @@ class World:
 
 
 def make_world(
-    tmp_path: Path, database_url: str, *, send_resolved: bool = True, clock: Clock | None = None
+    tmp_path: Path,
+    database_url: str,
+    *,
+    send_resolved: bool = True,
+    clock: Clock | None = None,
+    config: str = CONFIG,
 ) -> Iterator[World]:
     clock = clock or Clock()
     config_path = tmp_path / "sla.yaml"
-    config_path.write_text(CONFIG % {"send_resolved": str(send_resolved).lower()})
+    config_path.write_text(config % {"send_resolved": str(send_resolved).lower()})
     hubspot = FakeHubSpot(HUBSPOT_TOKEN, clock=clock)
     slack = FakeSlack(SLACK_TOKEN)
     slack.add_user("U0MIKE", "mike.manager@example.com", "Mike Manager", tz="America/New_York")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from worker.errors import AuthError, PermanentError, TransientError
+from worker.ratelimit import RateLimiter, Unlimited
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ class CrmHttpClient:
     ``secrets`` are strings scrubbed from every message this class or a subclass builds through
     :meth:`redact`. ``max_retries`` (0 = the caller owns retries) re-runs a request after a
     :class:`TransientError`, sleeping its ``retry_after`` or a jittered exponential backoff.
+    ``limiter`` spends one request of :meth:`rate_bucket`'s budget before every attempt.
     """
 
     provider = "CRM"
@@ -54,6 +56,7 @@ class CrmHttpClient:
         max_retries: int = 0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -71,6 +74,7 @@ class CrmHttpClient:
         self._session = session or requests.Session()
         self._sleep = sleep
         self._random = random.Random()
+        self._limiter: RateLimiter = limiter or Unlimited()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._base_url!r})"
@@ -80,6 +84,10 @@ class CrmHttpClient:
         """Headers that authenticate a request; sent per request, never stored on the session
         (a caller-supplied session may be shared or logged)."""
         return {}
+
+    def rate_bucket(self, method: str, path: str) -> str:
+        """The rate-limit budget a request spends (providers with several limits override)."""
+        return "burst"
 
     def raise_for_response(self, method: str, path: str, response: requests.Response) -> None:
         """Raise the project's error for a failed response; the default knows only HTTP."""
@@ -176,6 +184,7 @@ class CrmHttpClient:
         json: Any,
     ) -> tuple[int, Any]:
         url = self.url(path)
+        self._limiter.acquire(self.rate_bucket(method, path))
         try:
             response = self._session.request(
                 method,

@@ -22,8 +22,17 @@ import requests
 
 from worker.crm.client import SEARCH_RESULT_CAP
 from worker.crm.http import CrmHttpClient, RecordNotFound, retry_after_header
-from worker.crm.records import TOUCH_KINDS, CrmLead, CrmOwner, CrmTouch, Page
+from worker.crm.records import (
+    TOUCH_KINDS,
+    CrmLead,
+    CrmOwner,
+    CrmTouch,
+    Page,
+    SearchFrom,
+    WriteResult,
+)
 from worker.errors import AuthError, PermanentError, TransientError
+from worker.ratelimit import RateLimiter
 
 log = logging.getLogger("worker.crm.hubspot")
 
@@ -31,6 +40,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEARCH_MAX_LIMIT = 200  # search page size cap (search guide, "Limitations")
 _OWNERS_MAX_LIMIT = 500
 _ASSOCIATIONS_MAX_INPUTS = 1_000  # v4 batch read (associations v4 reference)
+_BATCH_MAX_INPUTS = 100  # batch read/update of records (objects API reference)
+_LIST_MAX_LIMIT = 100  # GET /crm/v3/objects/{object} page size cap (objects API reference)
+# Ids of the records merged into this one, ";"-separated; the merged-away ids no longer appear
+# in search (HubSpot/hubspot-api-nodejs#6; fivetran/dbt_hubspot#168 relies on it over
+# hs_calculated_merged_vids, which can miss ids).
+_MERGED_PROPERTY = "hs_merged_object_ids"
 _MAX_PAGES = 1_000  # hard stop for a paged read that never ends (sentry's client does the same)
 
 # How long to wait after a 429 without Retry-After, by HubSpot's policyName. HubSpot's own
@@ -120,6 +135,7 @@ class HubSpotClient(CrmHttpClient):
         max_retries: int = 0,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if not token:
             raise ValueError("a HubSpot token is required")
@@ -133,6 +149,7 @@ class HubSpotClient(CrmHttpClient):
             max_retries=max_retries,
             session=session,
             sleep=sleep,
+            limiter=limiter,
         )
         self._token = token
         self.lead_object = lead_object
@@ -147,23 +164,20 @@ class HubSpotClient(CrmHttpClient):
 
     # -- the stages' interface -------------------------------------------------------------------
     def search_leads_changed_since(
-        self, since: datetime, *, after: str | None = None
+        self, since: datetime | SearchFrom, *, after: str | None = None
     ) -> Page[CrmLead]:
-        """One page of leads modified at or after ``since``, oldest change first.
+        """One page of leads modified at or after ``since``, oldest change first (or, for a
+        :class:`SearchFrom` with ``id_above``, the rest of one instant in id order).
 
         ``next_after`` is None on the last page. Search stops at 10,000 results per query:
         the page that reaches the cap is shortened to end exactly there, and a cursor at or
-        past it returns an empty last page, so callers restart from the newest ``modified_at``
-        they stored (as ``worker.pipeline.sync`` does) instead of getting a 400.
+        past it returns an empty last page. ``worker.pipeline.sync`` never pages with
+        ``after``: it starts a new query from the last record it stored (keyset paging).
         """
-        properties = (
-            *self.field_map.properties(),
-            self._created_property,
-            self._modified_property,
-        )
         results, next_after = self._search_page(
-            self.lead_object, self._modified_property, properties, since, after
+            self.lead_object, self._modified_property, self._lead_properties(), since, after
         )
+        resume = _resume(results, since, next_after is not None, self._modified_property)
         leads: list[CrmLead] = []
         skipped = 0
         for result in results:
@@ -174,10 +188,10 @@ class HubSpotClient(CrmHttpClient):
                 log.warning(
                     "skipping malformed HubSpot %s %s: %s", self.lead_object, _id(result), e
                 )
-        return Page(leads, next_after, skipped)
+        return Page(leads, next_after, skipped, resume)
 
     def search_touches_changed_since(
-        self, kind: str, since: datetime, *, after: str | None = None
+        self, kind: str, since: datetime | SearchFrom, *, after: str | None = None
     ) -> Page[CrmTouch]:
         """One page of touches of ``kind`` (call/email/meeting/note/task) modified at or after
         ``since``, oldest change first, with the ids of the leads each is associated with."""
@@ -188,6 +202,7 @@ class HubSpotClient(CrmHttpClient):
         results, next_after = self._search_page(
             object_type, "hs_lastmodifieddate", properties, since, after
         )
+        resume = _resume(results, since, next_after is not None, "hs_lastmodifieddate")
         ids = [rid for rid in (_id(r) for r in results) if rid is not None]
         leads_of = self._associated_ids(object_type, ids) if ids else {}
         touches: list[CrmTouch] = []
@@ -198,7 +213,7 @@ class HubSpotClient(CrmHttpClient):
             except _Malformed as e:
                 skipped += 1
                 log.warning("skipping malformed HubSpot %s %s: %s", object_type, _id(result), e)
-        return Page(touches, next_after, skipped)
+        return Page(touches, next_after, skipped, resume)
 
     def list_owners(self) -> list[CrmOwner]:
         """Every owner, active and archived (deactivated users still own old leads)."""
@@ -218,16 +233,11 @@ class HubSpotClient(CrmHttpClient):
         A record that cannot be mapped raises PermanentError(code="MALFORMED_RECORD"): the
         caller asked for this one lead, so silently returning None would read as "deleted".
         """
-        properties = (
-            *self.field_map.properties(),
-            self._created_property,
-            self._modified_property,
-        )
         try:
             _, body = self.request_json(
                 "GET",
                 self._object_path(lead_id),
-                params={"properties": ",".join(properties)},
+                params={"properties": ",".join(self._lead_properties())},
             )
         except RecordNotFound:
             return None
@@ -258,11 +268,104 @@ class HubSpotClient(CrmHttpClient):
             self.request_json("PATCH", path, json={"properties": {stage: ""}})
         self.request_json("PATCH", path, json={"properties": dict(properties)})
 
+    def get_leads(self, lead_ids: Sequence[str]) -> dict[str, CrmLead]:
+        """The leads as HubSpot has them now, by id, through batch reads of up to 100 ids;
+        ids that are gone (deleted, archived) are absent from the answer, malformed ones are
+        logged and left out. A caller about to write re-reads with this and skips every lead
+        whose ``modified_at`` moved since it judged it."""
+        found: dict[str, CrmLead] = {}
+        path = f"/crm/v3/objects/{self.lead_object}/batch/read"
+        unique = list(dict.fromkeys(lead_ids))
+        for start in range(0, len(unique), _BATCH_MAX_INPUTS):
+            chunk = unique[start : start + _BATCH_MAX_INPUTS]
+            body = {
+                "properties": list(self._lead_properties()),
+                "inputs": [{"id": i} for i in chunk],
+            }
+            # 207 Multi-Status lists unknown ids under "errors" (OBJECT_NOT_FOUND): absent here.
+            _, data = self.request_json("POST", path, json=body)
+            for result in _json_object(data, "POST", path).get("results") or []:
+                try:
+                    lead = self._lead(result)
+                except _Malformed as e:
+                    log.warning(
+                        "skipping malformed HubSpot %s %s: %s", self.lead_object, _id(result), e
+                    )
+                    continue
+                found[lead.id] = lead
+        return found
+
+    def update_leads(self, updates: Mapping[str, Mapping[str, str]]) -> WriteResult:
+        """Write properties of many leads ("" clears one), 100 per batch request.
+
+        Leads whose lifecycle stage is set get a batch that clears the stage first, then a
+        second batch that sets everything (the forward-only rule, see :meth:`update_lead`; the
+        two writes cannot share one batch because HubSpot does not apply a batch in order).
+        An id the batch endpoint does not find is retried with a single PATCH: merged-away ids
+        work there but not in batch updates (objects API reference, "merged records"). Ids
+        that still fail are returned in ``failed`` with HubSpot's message, never raised one
+        by one; a rejected batch (400, e.g. an unknown property) raises PermanentError.
+        """
+        stage = self.field_map.lifecycle_stage
+        wanted = {lead_id: dict(props) for lead_id, props in updates.items() if props}
+        staged = [lead_id for lead_id, props in wanted.items() if props.get(stage)]
+        written: list[str] = []
+        failed: dict[str, str] = {}
+        if staged:
+            _, refused = self._batch_update({lead_id: {stage: ""} for lead_id in staged})
+            failed.update(refused)
+        todo = {lead_id: props for lead_id, props in wanted.items() if lead_id not in failed}
+        done, refused = self._batch_update(todo)
+        written += done
+        for lead_id, reason in refused.items():
+            try:
+                self.update_lead(lead_id, todo[lead_id])
+            except RecordNotFound:
+                failed[lead_id] = reason
+            else:
+                written.append(lead_id)
+        # A lead refused by the clearing batch is tried alone too (same merged-id rule).
+        for lead_id in [i for i in staged if i in failed]:
+            try:
+                self.update_lead(lead_id, wanted[lead_id])
+            except RecordNotFound:
+                continue
+            del failed[lead_id]
+            written.append(lead_id)
+        return WriteResult(tuple(written), failed)
+
+    def list_archived_lead_ids(self) -> list[str]:
+        """Ids of archived (deleted, restorable for 90 days) leads: search never returns
+        archived records, so the list endpoint with ``archived=true`` is the only way to learn
+        of them (objects API reference, GET /crm/v3/objects/{objectType})."""
+        path = f"/crm/v3/objects/{self.lead_object}"
+        ids: list[str] = []
+        after: str | None = None
+        for _ in range(_MAX_PAGES * 10):
+            params = {"archived": "true", "limit": str(_LIST_MAX_LIMIT)}
+            if after is not None:
+                params["after"] = after
+            _, data = self.request_json("GET", path, params=params)
+            data = _json_object(data, "GET", path)
+            ids += [i for i in (_id(r) for r in data.get("results") or []) if i is not None]
+            following = _next_after(data)
+            if following is None:
+                return ids
+            if following == after:
+                raise PermanentError(f"HubSpot GET {path}: paging cursor did not advance")
+            after = following
+        raise PermanentError(f"HubSpot GET {path}: too many pages", code="PAGING")
+
     def check_auth(self) -> None:
         """A cheap authenticated call; AuthError if HubSpot rejects the token."""
         self.request_json("GET", "/crm/v3/owners", params={"limit": "1"})
 
     # -- HubSpot's errors ------------------------------------------------------------------------
+    def rate_bucket(self, method: str, path: str) -> str:
+        # Search has its own per-second limit and is exempt from the ten-secondly one (spec
+        # x-hubspot-rate-limit-exemptions; usage guidelines).
+        return "search" if method == "POST" and path.endswith("/search") else "burst"
+
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
@@ -308,6 +411,43 @@ class HubSpotClient(CrmHttpClient):
         raise PermanentError(detail, code=category or f"HTTP_{status}")
 
     # -- internals -------------------------------------------------------------------------------
+    def _lead_properties(self) -> tuple[str, ...]:
+        return tuple(
+            dict.fromkeys(
+                [
+                    *self.field_map.properties(),
+                    self._created_property,
+                    self._modified_property,
+                    _MERGED_PROPERTY,
+                ]
+            )
+        )
+
+    def _batch_update(
+        self, updates: Mapping[str, Mapping[str, str]]
+    ) -> tuple[list[str], dict[str, str]]:
+        """(ids written, {id: reason} for ids the batch endpoint did not find)."""
+        path = f"/crm/v3/objects/{self.lead_object}/batch/update"
+        ids = list(updates)
+        written: list[str] = []
+        refused: dict[str, str] = {}
+        for start in range(0, len(ids), _BATCH_MAX_INPUTS):
+            chunk = ids[start : start + _BATCH_MAX_INPUTS]
+            body = {"inputs": [{"id": i, "properties": dict(updates[i])} for i in chunk]}
+            _, data = self.request_json("POST", path, json=body)
+            data = _json_object(data, "POST", path)
+            missing: dict[str, str] = {}
+            for error in data.get("errors") or []:
+                if not isinstance(error, dict):
+                    continue
+                message = _text(error.get("message")) or _text(error.get("category")) or "error"
+                context = error.get("context") if isinstance(error.get("context"), dict) else {}
+                for record_id in (context or {}).get("ids") or []:
+                    missing[str(record_id)] = message[:300]
+            refused.update(missing)
+            written += [i for i in chunk if i not in missing]
+        return written, refused
+
     def _object_path(self, record_id: str) -> str:
         return f"/crm/v3/objects/{self.lead_object}/{quote(record_id, safe='')}"
 
@@ -316,10 +456,11 @@ class HubSpotClient(CrmHttpClient):
         object_type: str,
         modified_property: str,
         properties: Sequence[str],
-        since: datetime,
+        since: datetime | SearchFrom,
         after: str | None,
     ) -> tuple[list[Any], str | None]:
-        if since.tzinfo is None:
+        start = since if isinstance(since, SearchFrom) else SearchFrom(since)
+        if start.at.tzinfo is None:
             raise ValueError("since must be an aware datetime")
         limit = min(self._page_size, _SEARCH_MAX_LIMIT)
         if after is not None and after.isdigit():
@@ -333,19 +474,22 @@ class HubSpotClient(CrmHttpClient):
                 )
                 return [], None
             limit = min(limit, room)
+        at = str(_epoch_ms(start.at))
+        if start.id_above is None:
+            operator = "GT" if start.strictly_after else "GTE"
+            filters = [{"propertyName": modified_property, "operator": operator, "value": at}]
+            sort = modified_property
+        else:
+            # Search sorts by one property only and HubSpot does not document how it orders
+            # ties, so "the rest of this instant" is a query of its own, sorted by id.
+            filters = [
+                {"propertyName": modified_property, "operator": "EQ", "value": at},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": start.id_above},
+            ]
+            sort = "hs_object_id"
         body: dict[str, Any] = {
-            "filterGroups": [
-                {
-                    "filters": [
-                        {
-                            "propertyName": modified_property,
-                            "operator": "GTE",
-                            "value": str(_epoch_ms(since)),
-                        }
-                    ]
-                }
-            ],
-            "sorts": [{"propertyName": modified_property, "direction": "ASCENDING"}],
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "properties": list(properties),
             "limit": limit,
         }
@@ -463,8 +607,52 @@ class HubSpotClient(CrmHttpClient):
             priority=text(fm.priority),
             score=score,
             archived=bool(result.get("archived", False)),
+            merged_ids=tuple(
+                i.strip()
+                for i in (text(_MERGED_PROPERTY) or "").split(";")
+                if i.strip() and i.strip() != str(result["id"])
+            ),
             properties={str(k): _text(v) for k, v in props.items()},
         )
+
+
+def _resume(
+    results: Sequence[Any], since: datetime | SearchFrom, more: bool, modified_property: str
+) -> SearchFrom | None:
+    """Where the keyset search goes on after a page of raw ``results`` (None: done).
+
+    Sorted by modified time, a page is complete for every instant before its last one; the
+    last instant may go on in the next page, so the next query starts *at* it (re-reading a
+    few records is harmless, skipping one is not). A page whose records all share one instant
+    makes no progress that way: that instant is then drained in id order (HubSpot does not
+    say how it orders ties, so the drain starts from the smallest id), and the search goes on
+    strictly after it. A new query per page, never ``after``, so the 10,000-result cap is
+    never reached and records modified meanwhile cannot shift a page past unread ones.
+    """
+    start = since if isinstance(since, SearchFrom) else SearchFrom(since)
+    keys: list[tuple[datetime, int]] = []
+    for result in results:
+        props = result.get("properties") if isinstance(result, dict) else None
+        record_id = _id(result)
+        try:
+            at = _optional_instant(props or {}, modified_property)
+        except _Malformed:
+            at = None
+        if at is not None and record_id is not None and record_id.isdigit():
+            keys.append((at, int(record_id)))
+    if not more:
+        return None if start.id_above is None else SearchFrom(start.at, strictly_after=True)
+    if not keys:
+        raise PermanentError(
+            "HubSpot search: a full page without a readable modified time and id; cannot page",
+            code="PAGING",
+        )
+    if start.id_above is not None:
+        return SearchFrom(start.at, id_above=str(max(i for _, i in keys)))
+    last = keys[-1][0]
+    if all(at == last for at, _ in keys):
+        return SearchFrom(last, id_above="0")
+    return SearchFrom(last)
 
 
 def parse_hubspot_datetime(value: str) -> datetime:

@@ -53,6 +53,8 @@ class CrmLead:
     priority: str | None = None
     score: float | None = None
     archived: bool = False
+    #: Ids of records merged into this one: they are gone from the CRM and stop being tracked.
+    merged_ids: tuple[str, ...] = ()
     #: Every property the client read, raw, for completeness checks and write-back.
     properties: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -80,13 +82,39 @@ class CrmTouch:
 
 
 @dataclass(frozen=True)
+class SearchFrom:
+    """Where an incremental (keyset) search resumes, in (modified time, id) order.
+
+    By default: every record modified at or after ``at`` (``strictly_after``: only after it),
+    oldest change first. With ``id_above`` set: only records modified at exactly ``at`` whose
+    id is above it, in id order — how a run drains more records sharing one instant than fit
+    on a page, since a search can sort by one property only.
+    """
+
+    at: datetime
+    strictly_after: bool = False
+    id_above: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of a batch write: ids written, and ids refused with the CRM's reason."""
+
+    written: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a paged CRM read.
 
     ``next_after`` is the opaque cursor of the next page (None on the last page);
-    ``skipped`` counts malformed records that were logged and left out of ``items``.
+    ``skipped`` counts malformed records that were logged and left out of ``items``;
+    ``resume`` is where a keyset search goes on after this page (None: nothing left), worked
+    out from every record the CRM returned, malformed ones included.
     """
 
     items: list[T]
     next_after: str | None
     skipped: int = 0
+    resume: SearchFrom | None = None

@@ -2,18 +2,24 @@
 
 It speaks HubSpot's request and response shapes (search with filters, sorts and ``after``
 paging, owners, v4 association batch reads with their 207 Multi-Status, single and batch contact
-writes), enforces the documented limits with HubSpot's error bodies (see /work/shared/API-FACTS.md
-and the sources cited below), and can inject failures, so the real client runs unchanged against
-it. It must never listen beyond 127.0.0.1, never talk to the real HubSpot, and never record the
-token in its request log, echo it in a response or show it in a repr.
+reads and writes, archived listings, merges), enforces the documented limits with HubSpot's error
+bodies (see /work/shared/API-FACTS.md and the sources cited below), and can inject failures —
+the next n requests, or a seeded random share of them — and modifications while a search is
+being paged, so the real client runs unchanged against it. It stays fast at 100,000 records (a
+sorted index per sort property) so that sync can be tested and benchmarked at scale. It must never
+listen beyond 127.0.0.1, never talk to the real HubSpot, and never record the token in its request
+log, echo it in a response or show it in a repr.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hmac
 import json
+import random
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,7 +70,7 @@ CONTACT_PROPERTIES = frozenset(
         # priority property works against the fake.
         "hs_lead_priority",
         "hs_analytics_source", "hubspotscore", "createdate", "lastmodifieddate",
-        "notes_last_updated", "hs_object_id",
+        "notes_last_updated", "hs_object_id", "hs_merged_object_ids",
     }
 )  # fmt: skip
 ENGAGEMENT_PROPERTIES = frozenset(
@@ -87,7 +93,9 @@ DATETIME_PROPERTIES = frozenset(
         "hs_meeting_end_time",
     }
 )  # fmt: skip
-_READ_ONLY_CONTACT_PROPERTIES = frozenset({"hs_object_id", "lastmodifieddate"})
+_READ_ONLY_CONTACT_PROPERTIES = frozenset(
+    {"hs_object_id", "lastmodifieddate", "hs_merged_object_ids"}
+)
 _DEFAULT_PROPERTIES = {
     "contacts": ("createdate", "lastmodifieddate", "hs_object_id"),
     **{kind: ("hs_createdate", "hs_lastmodifieddate", "hs_object_id") for kind in ENGAGEMENT_TYPES},
@@ -111,6 +119,8 @@ _OWNERS_MAX_LIMIT = 500
 _ASSOCIATIONS_MAX_INPUTS = 1_000
 _ASSOCIATIONS_PER_INPUT_PAGE = 500
 _BATCH_WRITE_MAX_INPUTS = 100
+_LIST_DEFAULT_LIMIT = 10
+_LIST_MAX_LIMIT = 100
 _NOMINAL_DAILY_LIMIT = 1_000_000
 _NOMINAL_BURST_LIMIT = 190  # Professional/Enterprise: 190 per 10 s (usage guidelines)
 
@@ -135,6 +145,12 @@ def _instant(value: str | None) -> datetime | None:
     """
     if value is None or value == "":
         return None
+    return _parsed_instant(value)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _parsed_instant(value: str) -> datetime | None:
+    # Cached: a search compares every candidate's stored value, and they rarely change.
     text = value.strip()
     try:
         if text.lstrip("-").isdigit():
@@ -182,6 +198,7 @@ class _Record:
     created_at: datetime
     updated_at: datetime
     archived: bool = False
+    archived_at: datetime | None = None
 
 
 @dataclass
@@ -204,6 +221,13 @@ class _Failure:
     path_contains: str
     headers: dict[str, str]
     malformed: bool
+
+
+@dataclass
+class _RandomFailure:
+    rate: float
+    status: int
+    path_contains: str
 
 
 @dataclass
@@ -251,11 +275,21 @@ class FakeHubSpot(FakeServer):
         self._owners: dict[str, _Owner] = {}
         self._team_ids: dict[str, str] = {}
         self._failures: list[_Failure] = []
+        self._random_failures: list[_RandomFailure] = []
+        self._random = random.Random(0)
+        self._search_hooks: list[Callable[[str, dict[str, Any]], None]] = []
+        self._merged: dict[str, str] = {}  # merged-away contact id -> surviving id
+        self._generation: Counter[str] = Counter()
+        self._indexes: dict[tuple[str, str], tuple[int, list[_Record], list[Any]] | None] = {}
         self._windows = _Windows()
         self._next_id = 1001
+        #: Answers by kind: "search", "other", "rate_limited", "injected" (for benchmarks).
+        self.counts: Counter[str] = Counter()
 
         self.route("POST", "/crm/v3/objects/{objectType}/search", self._search)
         self.route("POST", "/crm/v3/objects/{objectType}/batch/update", self._batch_update)
+        self.route("POST", "/crm/v3/objects/{objectType}/batch/read", self._batch_read)
+        self.route("GET", "/crm/v3/objects/{objectType}", self._list_objects)
         self.route("GET", "/crm/v3/objects/{objectType}/{objectId}", self._get_object)
         self.route("PATCH", "/crm/v3/objects/{objectType}/{objectId}", self._patch_object)
         self.route("GET", "/crm/v3/owners", self._owners_page)
@@ -269,6 +303,15 @@ class FakeHubSpot(FakeServer):
     def __repr__(self) -> str:
         where = self.base_url if self._httpd is not None else "stopped"
         return f"FakeHubSpot({where})"
+
+    def start(self, port: int = 0) -> str:
+        url = super().start(port)
+        assert self._httpd is not None
+        # The handler writes headers and body separately; with Nagle's algorithm on, a body
+        # that ends in a small segment waits for the client's delayed ACK (40 ms on Linux) —
+        # per response, which makes a 100,000-record sync crawl.
+        self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        return url
 
     @property
     def token(self) -> str:
@@ -348,6 +391,7 @@ class FakeHubSpot(FakeServer):
             if "hs_lastmodifieddate" not in properties:
                 record.properties["hs_lastmodifieddate"] = hs_datetime(now)
             record.updated_at = _instant(record.properties["hs_lastmodifieddate"]) or now
+            self._changed(kind)
             created = _instant(record.properties.get("hs_createdate"))
             record.created_at = created or record.created_at
             activity_at = (
@@ -367,12 +411,85 @@ class FakeHubSpot(FakeServer):
 
     def archive_contact(self, id: str) -> None:
         with self.lock:
-            self._objects["contacts"][id].archived = True
+            record = self._objects["contacts"][id]
+            record.archived = True
+            record.archived_at = self._clock()
+            self._changed("contacts")
+
+    def merge_contacts(self, primary_id: str, merged_id: str) -> None:
+        """Merge ``merged_id`` into ``primary_id`` as HubSpot's merge does: the merged record
+        disappears from search and batch writes, its id answers single reads and PATCHes as the
+        survivor, its associations move over, and the survivor lists it in
+        ``hs_merged_object_ids`` (";"-separated)."""
+        with self.lock:
+            contacts = self._objects["contacts"]
+            primary, merged = contacts[primary_id], contacts.pop(merged_id)
+            self._merged[merged_id] = primary_id
+            for other in self._links.pop(("contacts", merged_id), set()):
+                self._links[other].discard(("contacts", merged_id))
+                self._link(other, ("contacts", primary_id))
+            ids = [i for i in (primary.properties.get("hs_merged_object_ids") or "").split(";")]
+            ids = [i for i in ids if i] + [merged_id]
+            ids += [
+                i for i in (merged.properties.get("hs_merged_object_ids") or "").split(";") if i
+            ]
+            primary.properties["hs_merged_object_ids"] = ";".join(ids)
+            self._apply_contact_changes(primary, {}, self._clock(), force_touch=True)
+
+    def update_engagement(self, kind: str, id: str, **properties: str | None) -> None:
+        """Edit a logged activity (its contacts are not modified, only the activity)."""
+        with self.lock:
+            kind = self._object_type(kind)
+            record = self._objects[kind][id]
+            self._known[kind].update(properties)
+            record.properties.update({k: (v if v != "" else None) for k, v in properties.items()})
+            now = self._clock()
+            record.properties["hs_lastmodifieddate"] = hs_datetime(now)
+            record.updated_at = now
+            self._changed(kind)
+
+    def during_search(self, hook: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``hook(object type, request body)`` inside every valid search, before its
+        results are computed (under the fake's lock): how tests modify records while a client
+        is paging."""
+        with self.lock:
+            self._search_hooks.append(hook)
+
+    def fail_randomly(
+        self, rate: float, status: int, *, seed: int | None = None, path_contains: str = ""
+    ) -> None:
+        """Answer a ``rate`` share of the authenticated requests whose path contains
+        ``path_contains`` with ``status`` and HubSpot's body for it (429: the secondly limit
+        on search, else the ten-secondly one). ``seed`` makes the draw repeatable; several
+        rules draw from one generator in the order they were added."""
+        with self.lock:
+            if seed is not None:
+                self._random = random.Random(seed)
+            self._random_failures.append(_RandomFailure(rate, status, path_contains))
 
     def contact(self, id: str) -> dict[str, str | None]:
         """The contact's current properties (raises KeyError for an unknown id)."""
         with self.lock:
             return dict(self._objects["contacts"][id].properties)
+
+    def contacts(self) -> dict[str, dict[str, str | None]]:
+        """Every live contact's properties by id."""
+        with self.lock:
+            records = self._objects["contacts"].values()
+            return {r.id: dict(r.properties) for r in records if not r.archived}
+
+    def contact_ids_of(self, kind: str, id: str) -> list[str]:
+        """The ids of the live contacts an engagement is associated with, in id order."""
+        with self.lock:
+            kind = self._object_type(kind)
+            return sorted(
+                (
+                    other
+                    for other_kind, other in self._links.get((kind, id), set())
+                    if other_kind == "contacts" and not self._objects["contacts"][other].archived
+                ),
+                key=int,
+            )
 
     def engagements(self, kind: str) -> list[dict[str, str | None]]:
         """The properties of every live engagement of one kind, in id order."""
@@ -403,13 +520,18 @@ class FakeHubSpot(FakeServer):
         with self.lock:
             if not self._authorized(request):
                 return _error(401, _AUTH_MESSAGE, "INVALID_AUTHENTICATION")
-            injected = self._take_failure(request.path)
-            if injected is not None:
-                return injected
             is_search = request.method == "POST" and request.path.endswith("/search")
+            injected = self._take_failure(request.path) or self._random_failure(
+                request.path, is_search
+            )
+            if injected is not None:
+                self.counts["injected"] += 1
+                return injected
             limited = self._rate_limited(is_search)
             if limited is not None:
+                self.counts["rate_limited"] += 1
                 return limited
+            self.counts["search" if is_search else "other"] += 1
             try:
                 response = super().dispatch(request)
             except _Reject as reject:
@@ -437,6 +559,17 @@ class FakeHubSpot(FakeServer):
                 return Response(failure.status, body, headers=failure.headers)
         return None
 
+    def _random_failure(self, path: str, is_search: bool) -> Response | None:
+        for rule in self._random_failures:
+            if rule.path_contains in path and self._random.random() < rule.rate:
+                if rule.status == 429 and is_search:
+                    return Response(429, _secondly_limited_body())
+                if rule.status == 429:
+                    return Response(429, _burst_limited_body(), headers=self._rate_headers())
+                failure = _Failure(1, rule.status, None, "", {}, False)
+                return Response(rule.status, self._default_body(failure))
+        return None
+
     @staticmethod
     def _default_body(failure: _Failure) -> dict[str, Any]:
         if failure.status == 429:
@@ -452,16 +585,7 @@ class FakeHubSpot(FakeServer):
         if is_search:
             _expire(windows.search, now - timedelta(seconds=1))
             if self._search_rate is not None and len(windows.search) >= self._search_rate:
-                return Response(
-                    429,
-                    {
-                        "status": "error",
-                        "message": "You have reached your secondly limit.",
-                        "errorType": "RATE_LIMIT",
-                        "correlationId": _correlation_id(),
-                        "policyName": "SECONDLY",
-                    },
-                )
+                return Response(429, _secondly_limited_body())
             windows.search.append(now)
         else:
             _expire(windows.burst, now - timedelta(seconds=10))
@@ -515,13 +639,17 @@ class FakeHubSpot(FakeServer):
                 self._check_filter(kind, spec)
         for sort in sorts:
             self._check_property(kind, sort.get("propertyName"))
-        live = [r for r in self._objects[kind].values() if not r.archived]
-        matched = [r for r in live if self._matches_any(r, groups)]
-        ordered = self._sorted(matched, sorts[0] if sorts else None)
+        for hook in list(self._search_hooks):
+            hook(kind, body)
+        ordered = self._indexed_matches(kind, groups, sorts[0] if sorts else None)
+        if ordered is None:
+            live = [r for r in self._objects[kind].values() if not r.archived]
+            matched = [r for r in live if self._matches_any(r, groups)]
+            ordered = self._sorted(matched, sorts[0] if sorts else None)
         page = ordered[offset : offset + limit]
         requested = [str(p) for p in body.get("properties") or []]
         result: dict[str, Any] = {
-            "total": len(matched),
+            "total": len(ordered),
             "results": [self._record_json(kind, r, requested) for r in page],
         }
         if offset + limit < len(ordered):
@@ -695,7 +823,143 @@ class FakeHubSpot(FakeServer):
             return Response(207, body)
         return Response(200, body)
 
+    def _batch_read(self, request: Request) -> Response:
+        kind = self._object_type(request.params["objectType"])
+        if kind not in SEARCHABLE_TYPES:
+            raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
+        body = self._json_object(request)
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not all(
+            isinstance(i, dict) and "id" in i for i in inputs
+        ):
+            raise _Reject(_validation_error('inputs: a list of {"id": ...} is required'))
+        if len(inputs) > _BATCH_WRITE_MAX_INPUTS:
+            raise _Reject(
+                _validation_error(
+                    f"Batch input limit exceeded: at most {_BATCH_WRITE_MAX_INPUTS} inputs, "
+                    f"got {len(inputs)}"
+                )
+            )
+        requested = [str(p) for p in body.get("properties") or []]
+        results: list[dict[str, Any]] = []
+        missing: list[str] = []
+        for item in inputs:
+            record = self._objects[kind].get(str(item["id"]))
+            if record is None or record.archived:
+                missing.append(str(item["id"]))
+            else:
+                results.append(self._record_json(kind, record, requested))
+        now = hs_datetime(self._clock())
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now,
+            "completedAt": now,
+        }
+        if missing:
+            # Batch read answers unknown ids with 207 and one OBJECT_NOT_FOUND error listing
+            # them (hubspot-api-python BatchResponseSimplePublicObjectWithErrors).
+            error = _error_body(
+                f"Could not get some {kind} objects, they may be deleted or not exist. "
+                f"Check that ids are valid.",
+                "OBJECT_NOT_FOUND",
+                context={"ids": missing},
+            )
+            answer.update(numErrors=1, errors=[error])
+            return Response(207, answer)
+        return Response(200, answer)
+
+    def _list_objects(self, request: Request) -> Response:
+        """GET /crm/v3/objects/{objectType}: records in id order; ``archived=true`` lists only
+        archived ones (with ``archivedAt``), the only way to learn of them: search never
+        returns archived records."""
+        kind = self._object_type(request.params["objectType"])
+        if kind not in SEARCHABLE_TYPES:
+            raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
+        limit = self._int_arg(request, "limit", _LIST_DEFAULT_LIMIT)
+        if not 1 <= limit <= _LIST_MAX_LIMIT:
+            raise _Reject(_validation_error(f"limit must be between 1 and {_LIST_MAX_LIMIT}"))
+        offset = self._offset(request.arg("after"))
+        archived = (request.arg("archived") or "false").lower() == "true"
+        records = sorted(
+            (r for r in self._objects[kind].values() if r.archived == archived),
+            key=lambda r: int(r.id),
+        )
+        requested = [n for value in request.query.get("properties", []) for n in value.split(",")]
+        answer: dict[str, Any] = {
+            "results": [
+                self._record_json(kind, r, requested) for r in records[offset : offset + limit]
+            ]
+        }
+        if offset + limit < len(records):
+            after = str(offset + limit)
+            link = f"{self.base_url}/crm/v3/objects/{kind}?after={after}&limit={limit}"
+            answer["paging"] = {"next": {"after": after, "link": link}}
+        return Response(200, answer)
+
     # -- search internals ----------------------------------------------------------------------
+    def _changed(self, kind: str) -> None:
+        self._generation[kind] += 1
+
+    def _index(self, kind: str, name: str) -> tuple[list[_Record], list[Any]] | None:
+        """Live records having ``name``, sorted by (its sort key, id), with the keys; None when
+        the values mix numbers and text (the generic path compares those as text)."""
+        cached = self._indexes.get((kind, name))
+        if cached is not None and cached[0] == self._generation[kind]:
+            return cached[1], cached[2]
+        keyed = [
+            (key, int(r.id), r)
+            for r in self._objects[kind].values()
+            if not r.archived and (key := _sort_key(name, r.properties.get(name))) is not None
+        ]
+        if len({type(k) for k, _, _ in keyed}) > 1:
+            self._indexes[(kind, name)] = None
+            return None
+        keyed.sort(key=lambda entry: (entry[0], entry[1]))
+        records, keys = [r for _, _, r in keyed], [k for k, _, _ in keyed]
+        self._indexes[(kind, name)] = (self._generation[kind], records, keys)
+        return records, keys
+
+    def _indexed_matches(
+        self, kind: str, groups: list[dict[str, Any]], sort: dict[str, Any] | None
+    ) -> list[_Record] | None:
+        """The ordered matches of an ascending search whose every filter group bounds the sort
+        property from below, through the sorted index; None when the search has another shape
+        (the generic path then answers it, with the same result)."""
+        if sort is None or not groups:
+            return None
+        if str(sort.get("direction", "ASCENDING")).upper() != "ASCENDING":
+            return None
+        name = str(sort["propertyName"])
+        bounds: list[tuple[str, Any]] = []
+        for group in groups:
+            bound = next(
+                (
+                    (str(f["operator"]), _sort_key(name, str(f["value"])))
+                    for f in group.get("filters") or []
+                    if f.get("propertyName") == name and f.get("operator") in ("GT", "GTE", "EQ")
+                ),
+                None,
+            )
+            if bound is None or bound[1] is None:
+                return None
+            bounds.append(bound)
+        index = self._index(kind, name)
+        if index is None:
+            return None
+        records, keys = index
+        if keys and any(type(low) is not type(keys[0]) for _, low in bounds):
+            return None
+        low = min(value for _, value in bounds)
+        if len(groups) == 1 and len(groups[0].get("filters") or []) == 1:
+            operator = bounds[0][0]
+            if operator == "GTE":
+                return records[bisect.bisect_left(keys, low) :]
+            if operator == "GT":
+                return records[bisect.bisect_right(keys, low) :]
+        candidates = records[bisect.bisect_left(keys, low) :]
+        return [r for r in candidates if self._matches_any(r, groups)]
+
     def _check_search_shape(self, groups: Any, sorts: Any, limit: Any) -> None:
         if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
             raise _Reject(_validation_error("filterGroups must be a list of objects"))
@@ -836,9 +1100,13 @@ class FakeHubSpot(FakeServer):
             self._next_id = max(self._next_id, int(id) + 1)
         record = _Record(id, {"hs_object_id": id}, now, now)
         self._objects[kind][id] = record
+        self._changed(kind)
         return record
 
     def _live_record(self, kind: str, record_id: str) -> _Record:
+        if kind == "contacts":
+            # A merged-away id still answers single reads and writes, as the survivor.
+            record_id = self._merged.get(record_id, record_id)
         record = self._objects.get(kind, {}).get(record_id)
         if record is None or record.archived:
             raise _Reject(_error(404, _NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND"))
@@ -858,6 +1126,7 @@ class FakeHubSpot(FakeServer):
             "createdAt": hs_datetime(record.created_at),
             "updatedAt": hs_datetime(record.updated_at),
             "archived": record.archived,
+            **({"archivedAt": hs_datetime(record.archived_at)} if record.archived_at else {}),
         }
 
     def _owner_json(self, owner: _Owner) -> dict[str, Any]:
@@ -907,6 +1176,7 @@ class FakeHubSpot(FakeServer):
             props["lastmodifieddate"] = hs_datetime(now)
         record.created_at = _instant(props.get("createdate")) or record.created_at
         record.updated_at = _instant(props.get("lastmodifieddate")) or now
+        self._changed("contacts")
 
     def _validated_contact_changes(
         self, record: _Record, changes: Mapping[str, str]
@@ -1032,6 +1302,16 @@ def _expire(window: deque[datetime], before: datetime) -> None:
         window.popleft()
 
 
+def _secondly_limited_body() -> dict[str, Any]:
+    return {
+        "status": "error",
+        "message": "You have reached your secondly limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": _correlation_id(),
+        "policyName": "SECONDLY",
+    }
+
+
 def _burst_limited_body() -> dict[str, Any]:
     return {
         "status": "error",
@@ -1057,6 +1337,7 @@ def _no_associations_error(from_kind: str, from_id: str, to_kind: str) -> dict[s
     }
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def _sort_key(name: str, value: str | None) -> datetime | float | str | None:
     if value is None or value == "":
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.config import Ruleset, load_ruleset
 from worker.crm.client import CrmClient
 from worker.errors import ConfigError
-from worker.pipeline.deliver import SlackSender
+from worker.pipeline.deliver import ChannelPacer, SlackSender
 from worker.settings import Settings
 from worker.store.db import make_engine, make_sessionmaker
 
@@ -32,6 +32,8 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime] = utc_now
+    #: Paces Slack posts per channel; tests inject one on a virtual clock.
+    pacer: ChannelPacer | None = None
     _crm: CrmClient | None = None
     _slack: SlackSender | None = None
 
@@ -58,7 +60,16 @@ def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
     if not settings.hubspot_token:
         raise ConfigError("HUBSPOT_TOKEN is not set: the worker cannot read the CRM")
     from worker.crm.hubspot import HubSpotClient, HubSpotFieldMap
+    from worker.ratelimit import Budget, make_rate_limiter
 
+    limiter = make_rate_limiter(
+        settings.broker_url,
+        {
+            "burst": Budget(crm.rate_limit.per_10s, timedelta(seconds=10)),
+            "search": Budget(crm.rate_limit.search_per_s, timedelta(seconds=1)),
+        },
+        prefix=f"sla-worker:ratelimit:{crm.provider}",
+    )
     return HubSpotClient(
         settings.hubspot_base_url,
         settings.hubspot_token,
@@ -70,6 +81,7 @@ def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
             score=crm.score_property,
         ),
         max_retries=3,
+        limiter=limiter,
     )
 
 

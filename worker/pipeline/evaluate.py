@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from worker.config import Ruleset, Team
-from worker.pipeline.notifications import LeadFacts, drafts_for
+from worker.notices import BREACH, ESCALATION
+from worker.pipeline.notifications import Draft, LeadFacts, drafts_for
+from worker.pipeline.timing import direct_due_at, next_digest_at
 from worker.sla import (
     Lead,
     LeadEvaluation,
@@ -125,14 +127,13 @@ def evaluate(
     """Evaluate every due lead, batch by batch, each batch one transaction."""
     summary = EvaluateSummary()
     record_url = rules.config.crm.record_url
-    group_wait = rules.config.notifications.group_wait
     while True:
         with session_scope(sessions) as session:
             ids = queries.due_lead_ids(session, now, batch_size)
             if not ids:
                 return summary
             for bundle in queries.load_bundles(session, ids):
-                _evaluate_one(session, bundle, rules, record_url, group_wait, now, summary)
+                _evaluate_one(session, bundle, rules, record_url, now, summary)
         if len(ids) < batch_size:
             return summary
 
@@ -142,7 +143,6 @@ def _evaluate_one(
     bundle: queries.LeadBundle,
     rules: Ruleset,
     record_url: str | None,
-    group_wait: timedelta,
     now: datetime,
     summary: EvaluateSummary,
 ) -> None:
@@ -169,6 +169,7 @@ def _evaluate_one(
     drafts = drafts_for(
         evaluation, lead_facts(bundle, record_url), team, rules.escalation, announced
     )
+    rows = [_outbox_row(draft, row.id, team, rules, now) for draft in drafts]
     for result in evaluation.rules:
         finding = previous.get(result.rule.value)
         if finding is None:
@@ -186,23 +187,37 @@ def _evaluate_one(
             finding.breached_deadline_at = result.deadline_at
         elif result.state is not RuleState.MET_LATE:
             finding.breached_deadline_at = None
-    summary.notifications += outbox.insert_outbox(
-        session,
-        (
-            {
-                "dedup_key": d.dedup_key,
-                "kind": d.kind,
-                "lead_id": row.id,
-                "rule": d.rule,
-                "level": d.level,
-                "recipient": d.recipient,
-                "payload": d.notice.to_payload(),
-                "created_at": now,
-                "due_at": now + group_wait,
-                "status": "pending",
-                "attempts": 0,
-            }
-            for d in drafts
-        ),
-    )
+    summary.notifications += outbox.insert_outbox(session, rows)
     row.next_check_at = evaluation.next_check_at
+
+
+def _outbox_row(
+    draft: Draft, lead_id: str, team: Team, rules: Ruleset, now: datetime
+) -> dict[str, object]:
+    """An outbox row for a draft, with when and how it may be delivered."""
+    config = rules.config
+    level = config.escalation[draft.level] if draft.kind in (BREACH, ESCALATION) else None
+    quiet = config.notifications.quiet_hours and not (level and level.send_outside_hours)
+    notice = replace(draft.notice, team=team.name, quiet=quiet)
+    if level is not None and level.digest:
+        delivery = "digest"
+        due_at = next_digest_at(now, team.calendar, config.schedules.digest_minutes())
+    else:
+        delivery = "direct"
+        due_at = direct_due_at(
+            now, team.calendar, group_wait=config.notifications.group_wait, quiet=quiet
+        )
+    return {
+        "dedup_key": draft.dedup_key,
+        "kind": draft.kind,
+        "lead_id": lead_id,
+        "rule": draft.rule,
+        "level": draft.level,
+        "recipient": draft.recipient,
+        "delivery": delivery,
+        "payload": notice.to_payload(),
+        "created_at": now,
+        "due_at": due_at,
+        "status": "pending",
+        "attempts": 0,
+    }

@@ -23,6 +23,7 @@ def run_sync(ctx: Context) -> SyncSummary:
         touch_kinds=tuple(crm.touch_types),
         cursor_prefix=crm.provider,
         overlap=crm.sync_overlap,
+        track_archived=crm.track_archived,
     )
 
 
@@ -31,17 +32,12 @@ def run_evaluate(ctx: Context) -> EvaluateSummary:
 
 
 def run_deliver(ctx: Context) -> DeliverSummary:
-    return deliver(
-        ctx.slack,
-        ctx.sessions,
-        ctx.clock(),
-        group_wait=ctx.rules.config.notifications.group_wait,
-    )
+    return deliver(ctx.slack, ctx.sessions, ctx.rules, ctx.clock(), pacer=ctx.pacer)
 
 
 def run_preview(ctx: Context) -> list[Rendered]:
     # A dry run shows everything pending, as if the grouping window had passed.
-    return preview(ctx.sessions, ctx.clock() + timedelta(days=1), timedelta(0))
+    return preview(ctx.sessions, ctx.clock() + timedelta(days=1))
 
 
 def run_once(ctx: Context, *, dry_run: bool = False) -> dict[str, object]:

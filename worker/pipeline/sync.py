@@ -1,8 +1,11 @@
 """Sync: pull owners, leads and touches changed since the stored cursors into the store.
 
-The cursor moves only with the data it covers, in the same transaction, page by page: a crash
-or an error mid-run never skips a record, and re-reading the overlap is harmless (upserts).
-It never judges a lead; it only marks changed leads dirty for evaluate.
+Each stream is read by keyset paging (every page a new search that starts at the last record
+stored), so the search's 10,000-result cap is never reached and records modified while we page
+are read again later instead of being skipped. The cursor moves only with the data it covers, in
+the same transaction, page by page: a crash or an error mid-run never skips a record, and
+re-reading the overlap is harmless (upserts keep the newest copy). It never judges a lead; it
+only marks changed leads dirty for evaluate, and archived or merged leads as no longer tracked.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from worker.crm.client import SEARCH_RESULT_CAP, CrmClient
-from worker.crm.records import CrmLead, CrmTouch, Page
+from worker.crm.client import CrmClient
+from worker.crm.records import CrmLead, CrmTouch, Page, SearchFrom
+from worker.errors import PermanentError
 from worker.store import mirror
 from worker.store.db import session_scope
 
@@ -31,6 +35,7 @@ class SyncSummary:
     owners: int = 0
     leads: int = 0
     leads_changed: int = 0
+    archived: int = 0
     touches: int = 0
     skipped: int = 0
     pages: int = 0
@@ -41,6 +46,7 @@ class SyncSummary:
             "owners": self.owners,
             "leads": self.leads,
             "leads_changed": self.leads_changed,
+            "archived": self.archived,
             "touches": self.touches,
             "skipped": self.skipped,
             "pages": self.pages,
@@ -55,41 +61,41 @@ def sync(
     touch_kinds: tuple[str, ...],
     cursor_prefix: str,
     overlap: timedelta,
-    page_size: int = 100,
+    track_archived: bool = True,
 ) -> SyncSummary:
-    """One incremental pass over owners, leads and each touch kind."""
+    """One incremental pass over owners, leads, archived leads and each touch kind."""
     summary = SyncSummary()
     owners = crm.list_owners()
     with session_scope(sessions) as session:
-        for owner in owners:
-            mirror.upsert_owner(session, owner, now)
+        mirror.upsert_owners(session, owners, now)
     summary.owners = len(owners)
 
     def store_leads(session: Session, page: Page[CrmLead]) -> None:
-        for lead in page.items:
-            summary.leads += 1
-            if mirror.upsert_lead(session, lead, now):
-                summary.leads_changed += 1
+        summary.leads += len(page.items)
+        summary.leads_changed += len(mirror.upsert_leads(session, page.items, now))
 
     _sync_stream(
         f"{cursor_prefix}:leads",
-        lambda since, after: crm.search_leads_changed_since(since, after=after),
+        crm.search_leads_changed_since,
         store_leads,
         sessions,
         now,
         overlap,
-        page_size,
         summary,
     )
+    if track_archived:
+        # Search never returns archived records, so their absence tells nothing: ask for them.
+        archived = crm.list_archived_lead_ids()
+        with session_scope(sessions) as session:
+            summary.archived = mirror.mark_archived(session, archived)
     for kind in touch_kinds:
 
         def store_touches(session: Session, page: Page[CrmTouch]) -> None:
-            for touch in page.items:
-                summary.touches += 1
-                mirror.upsert_touch(session, touch, now)
+            summary.touches += len(page.items)
+            mirror.upsert_touches(session, page.items, now)
 
-        def fetch(since: datetime, after: str | None, kind: str = kind) -> Page[CrmTouch]:
-            return crm.search_touches_changed_since(kind, since, after=after)
+        def fetch(start: SearchFrom, kind: str = kind) -> Page[CrmTouch]:
+            return crm.search_touches_changed_since(kind, start)
 
         _sync_stream(
             f"{cursor_prefix}:touches:{kind}",
@@ -98,7 +104,6 @@ def sync(
             sessions,
             now,
             overlap,
-            page_size,
             summary,
         )
     return summary
@@ -106,26 +111,26 @@ def sync(
 
 def _sync_stream(
     name: str,
-    fetch: Callable[[datetime, str | None], Page[T]],
+    fetch: Callable[[SearchFrom], Page[T]],
     store: Callable[[Session, Page[T]], None],
     sessions: Callable[[], Session],
     now: datetime,
     overlap: timedelta,
-    page_size: int,
     summary: SyncSummary,
 ) -> None:
     """Page through one stream from its cursor, committing each page with the cursor.
 
-    Search stops at 10,000 results per query, so before reaching the cap the query restarts
-    from the last modified time seen (records on that same instant are read again: upserts
-    make that harmless).
+    The pass starts ``overlap`` before the stored cursor (search indexes lag: a record modified
+    just before the cursor may have become searchable only after the last pass read past it)
+    and ends on a page after which nothing is left (``Page.resume`` is None).
     """
     with session_scope(sessions) as session:
         stored = mirror.cursor_at(session, name)
-    since = max(EPOCH, stored - overlap) if stored else EPOCH
-    after: str | None = None
+    start = SearchFrom(max(EPOCH, stored - overlap) if stored else EPOCH)
+    pages = 0
     while True:
-        page = fetch(since, after)
+        page = fetch(start)
+        pages += 1
         summary.pages += 1
         summary.skipped += page.skipped
         with session_scope(sessions) as session:
@@ -133,23 +138,10 @@ def _sync_stream(
             if page.items:
                 newest = max(item.modified_at for item in page.items)
                 mirror.advance_cursor(session, name, newest, now)
-        if page.next_after is None:
+        if page.resume is None:
+            summary.by_stream[name] = pages
             return
-        try:
-            offset = int(page.next_after)
-        except ValueError:
-            offset = 0
-        if offset + page_size > SEARCH_RESULT_CAP:
-            newest = max((item.modified_at for item in page.items), default=since)
-            if newest <= since:
-                log.error(
-                    "sync %s: more than %d records share the modified time %s; "
-                    "the rest of them are read on a later pass",
-                    name,
-                    SEARCH_RESULT_CAP,
-                    since.isoformat(),
-                )
-                return
-            since, after = newest, None
-        else:
-            after = page.next_after
+        if page.resume == start:
+            # Cannot happen with a CRM that honours the filters; never loop forever on one.
+            raise PermanentError(f"sync {name}: the search did not move past {start}")
+        start = page.resume

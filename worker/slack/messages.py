@@ -22,6 +22,9 @@ MAX_SECTION_CHARS = 3000
 MAX_TEXT_CHARS = 4000
 #: Leads listed in one message; the rest are counted in a closing line (they are in the CRM).
 MAX_LEADS_LISTED = 40
+#: Total text of one message's blocks. Slack has refused messages near 13,000 characters
+#: with msg_blocks_too_long (slackapi/bolt-js#2509); stay well below.
+MAX_MESSAGE_CHARS = 11_000
 
 _ICONS = {
     WARNING: ":hourglass_flowing_sand:",
@@ -111,10 +114,24 @@ def render_notices(notices: Sequence[Notice]) -> SlackMessage:
     return _render_list(ordered)
 
 
+def _undeliverable_note(notices: Sequence[Notice]) -> str | None:
+    """A fallback copy says whom it could not reach, so the reader knows why they got it."""
+    missed = sorted(
+        {(n.undeliverable_to, n.undeliverable_because) for n in notices if n.undeliverable_to}
+    )
+    if not missed:
+        return None
+    who = ", ".join(f"{escape(to or '')} ({escape(why or 'unknown reason')})" for to, why in missed)
+    return f":warning: Could not deliver to {who}; sent to you instead."
+
+
 def _render_single(notice: Notice) -> SlackMessage:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _line(notice)[:MAX_SECTION_CHARS]}}
     ]
+    note = _undeliverable_note([notice])
+    if note:
+        blocks.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if notice.kind != RESOLVED:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(notice.action)}]}
@@ -144,6 +161,9 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary}*"}}
     ]
+    note = _undeliverable_note(notices)
+    if note:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     for notice in shown:
         blocks.append(
             {
@@ -164,6 +184,81 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     for notice in shown:
         lines.append(f"- {_headline(notice)}: {_plain(notice.lead_name)}, {_when(notice)}")
     return SlackMessage(text="\n".join(lines)[:MAX_TEXT_CHARS], blocks=blocks[:MAX_BLOCKS])
+
+
+def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessage]:
+    """A manager's digest: overdue leads grouped by rep, oldest deadline first, with counts
+    per rule; split across as many messages as Slack's limits require, losing no lead.
+
+    Limits relied on (docs.slack.dev/reference/block-kit/blocks): at most 50 blocks per
+    message and 3,000 characters per section; and :data:`MAX_MESSAGE_CHARS` in all.
+    """
+    if not notices:
+        raise ValueError("nothing to render")
+    timezone = notices[0].timezone
+    by_rep: dict[str, list[Notice]] = {}
+    for notice in sorted(notices, key=lambda n: (n.deadline_at, n.lead_name, n.lead_id)):
+        by_rep.setdefault(notice.rep_name, []).append(notice)
+    reps = sorted(by_rep, key=lambda rep: by_rep[rep][0].deadline_at)
+    leads = len({n.lead_id for n in notices})
+    per_rule: dict[str, int] = {}
+    for notice in notices:
+        per_rule[notice.rule_title] = per_rule.get(notice.rule_title, 0) + 1
+    counts = " · ".join(f"{title}: {count}" for title, count in sorted(per_rule.items()))
+    title = (
+        f"Escalation digest, {format_local(at, timezone)}: {leads} overdue "
+        f"{'lead' if leads == 1 else 'leads'} across {len(reps)} "
+        f"{'rep' if len(reps) == 1 else 'reps'}"
+    )
+    sections: list[str] = []
+    for rep in reps:
+        items = by_rep[rep]
+        heading = f"*{escape(rep)}*: {len(items)} overdue"
+        lines = [heading]
+        for notice in items:
+            line = _digest_line(notice)
+            if sum(len(x) + 1 for x in lines) + len(line) > MAX_SECTION_CHARS:
+                sections.append("\n".join(lines))
+                lines = [f"*{escape(rep)}* (continued)"]
+            lines.append(line)
+        sections.append("\n".join(lines))
+    note = _undeliverable_note(notices)
+    parts: list[list[str]] = [[]]
+    size = 0
+    budget_blocks = MAX_BLOCKS - 3  # title, counts and an optional note
+    for section in sections:
+        if parts[-1] and (
+            len(parts[-1]) >= budget_blocks or size + len(section) > MAX_MESSAGE_CHARS - 600
+        ):
+            parts.append([])
+            size = 0
+        parts[-1].append(section)
+        size += len(section)
+    messages = []
+    for number, part in enumerate(parts, start=1):
+        suffix = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*{suffix}"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": counts}]},
+        ]
+        if note and number == 1:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in part]
+        messages.append(SlackMessage(text=f"{title}{suffix}.", blocks=blocks))
+    return messages
+
+
+def _digest_line(notice: Notice) -> str:
+    bits = [
+        f"• {_lead_label(notice, link=True)}",
+        notice.rule_title.lower(),
+        f"due {format_local(notice.deadline_at, notice.timezone)}",
+    ]
+    if notice.priority:
+        bits.append(escape(notice.priority))
+    if notice.detail:
+        bits.append(escape(notice.detail))
+    return " · ".join(bits)[: MAX_SECTION_CHARS - 200]
 
 
 def as_plain_text(message: SlackMessage) -> str:

@@ -1,15 +1,19 @@
 """The CRM mirror in the store: sync cursors and idempotent upserts of owners, leads, touches.
 
 Every write is an upsert keyed by the CRM's id that never lets an older copy overwrite a newer
-one, so sync can re-read an overlap, retry a page or run twice at once without harm. No SLA
-logic and no external calls.
+one, so sync can re-read an overlap, retry a page or run twice at once without harm. Writes are
+per page: one SELECT of the page's existing rows, then batched inserts and updates, never one
+round trip per record. No SLA logic and no external calls.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch
@@ -42,18 +46,30 @@ def advance_cursor(session: Session, name: str, modified_at: datetime, now: date
 
 # -- CRM mirror -----------------------------------------------------------------------------
 
+#: Rows per IN (...) list: far below SQLite's and PostgreSQL's parameter limits.
+_CHUNK = 500
+
+_R = TypeVar("_R", CrmLead, CrmTouch)
+
 
 def upsert_owner(session: Session, owner: CrmOwner, now: datetime) -> None:
-    row = session.get(Owner, owner.id)
-    if row is None:
-        row = Owner(id=owner.id, synced_at=now)
-        session.add(row)
-    row.email = owner.email
-    row.first_name = owner.first_name
-    row.last_name = owner.last_name
-    row.archived = owner.archived
-    row.teams = list(owner.teams)
-    row.synced_at = now
+    upsert_owners(session, [owner], now)
+
+
+def upsert_owners(session: Session, owners: Sequence[CrmOwner], now: datetime) -> None:
+    ids = [o.id for o in owners]
+    rows = {r.id: r for chunk in _chunks(ids) for r in session.scalars(_owners_in(chunk))}
+    for owner in owners:
+        row = rows.get(owner.id)
+        if row is None:
+            row = rows[owner.id] = Owner(id=owner.id, synced_at=now)
+            session.add(row)
+        row.email = owner.email
+        row.first_name = owner.first_name
+        row.last_name = owner.last_name
+        row.archived = owner.archived
+        row.teams = list(owner.teams)
+        row.synced_at = now
 
 
 _LEAD_FIELDS = (
@@ -76,65 +92,155 @@ _LEAD_FIELDS = (
 
 
 def upsert_lead(session: Session, lead: CrmLead, now: datetime) -> bool:
-    """Store the CRM's view of a lead; True when anything changed (the lead is then dirty).
+    """Store the CRM's view of one lead; True when anything changed (see :func:`upsert_leads`)."""
+    return lead.id in upsert_leads(session, [lead], now)
 
-    A status change is appended to the lead's status history at the CRM's modified time, the
-    closest instant the CRM gives us, so pauses and returns can be judged later.
+
+def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> set[str]:
+    """Store the CRM's view of a page of leads; returns the ids that changed (now dirty).
+
+    A stored copy newer than the one given is kept (search index lag, overlapping runs). A
+    status change is appended to the lead's status history at the CRM's modified time, the
+    closest instant the CRM gives us, so pauses and returns can be judged later. Leads merged
+    into one of these stop being tracked (archived).
     """
-    row = session.get(Lead, lead.id)
-    if row is not None and row.modified_at > lead.modified_at:
-        return False  # an older copy (search index lag, overlapping runs): keep the newer one
-    if row is None:
-        row = Lead(id=lead.id, synced_at=now, dirty=True, properties={})
-        session.add(row)
-        changed = True
-        old_status: str | None = None
-        is_new = True
-    else:
-        changed = any(getattr(row, f) != getattr(lead, f) for f in _LEAD_FIELDS)
-        old_status = row.status
-        is_new = False
-    for field in _LEAD_FIELDS:
-        setattr(row, field, getattr(lead, field))
-    row.properties = dict(lead.properties)
-    row.synced_at = now
-    if is_new or old_status != lead.status:
-        session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=lead.status))
-    if changed:
-        row.dirty = True
+    newest = _newest_by_id(leads, lambda lead: lead.id)
+    rows = {r.id: r for chunk in _chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
+    changed: set[str] = set()
+    for lead in newest.values():
+        row = rows.get(lead.id)
+        if row is not None and row.modified_at > lead.modified_at:
+            continue
+        if row is None:
+            row = Lead(id=lead.id, synced_at=now, dirty=True, properties={})
+            session.add(row)
+            old_status: str | None = None
+            differs = is_new = True
+        else:
+            differs = any(getattr(row, f) != getattr(lead, f) for f in _LEAD_FIELDS)
+            old_status, is_new = row.status, False
+        for name in _LEAD_FIELDS:
+            setattr(row, name, getattr(lead, name))
+        row.properties = dict(lead.properties)
+        row.synced_at = now
+        if is_new or old_status != lead.status:
+            session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=lead.status))
+        if differs:
+            row.dirty = True
+            changed.add(lead.id)
+    merged = {m for lead in newest.values() for m in lead.merged_ids} - set(newest)
+    if merged:
+        mark_archived(session, merged)
     return changed
 
 
-def upsert_touch(session: Session, touch: CrmTouch, now: datetime) -> set[str]:
-    """Store a touch and its leads; returns the ids of leads whose SLA may have changed."""
-    key = f"{touch.kind}:{touch.id}"
-    row = session.get(Touch, key)
-    if row is not None and row.modified_at > touch.modified_at:
-        return set()
-    if row is None:
-        row = Touch(id=key, kind=touch.kind, synced_at=now)
-        session.add(row)
-    row.occurred_at = touch.occurred_at
-    row.modified_at = touch.modified_at
-    row.owner_id = touch.owner_id
-    row.duration_ms = int(touch.duration / timedelta(milliseconds=1))
-    row.direction = touch.direction
-    row.status = touch.status
-    row.synced_at = now
-    session.flush()
-    previous = set(
-        session.scalars(select(TouchLead.lead_id).where(TouchLead.touch_id == key)).all()
-    )
-    current = set(touch.lead_ids)
-    for lead_id in current - previous:
-        session.add(TouchLead(touch_id=key, lead_id=lead_id))
-    if previous - current:
-        session.execute(
-            delete(TouchLead).where(
-                TouchLead.touch_id == key, TouchLead.lead_id.in_(previous - current)
-            )
+def mark_archived(session: Session, lead_ids: Iterable[str]) -> int:
+    """Stop tracking leads the CRM archived or merged away; returns how many were tracked.
+
+    They become dirty once more so that evaluate resolves what it had open for them.
+    """
+    count = 0
+    for chunk in _chunks(sorted(set(lead_ids))):
+        result = session.execute(
+            update(Lead)
+            .where(Lead.id.in_(chunk), Lead.archived.is_(False))
+            .values(archived=True, dirty=True)
+            .execution_options(synchronize_session="fetch")
         )
-    affected = current | previous
-    if affected:
-        session.execute(update(Lead).where(Lead.id.in_(affected)).values(dirty=True))
+        count += int(getattr(result, "rowcount", 0) or 0)
+    return count
+
+
+def upsert_touch(session: Session, touch: CrmTouch, now: datetime) -> set[str]:
+    """Store one touch and its leads; see :func:`upsert_touches`."""
+    return upsert_touches(session, [touch], now)
+
+
+def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime) -> set[str]:
+    """Store a page of touches and their leads; returns the ids of leads whose SLA may have
+    changed (marked dirty): leads of new or changed touches, and leads a touch left."""
+    newest = _newest_by_id(touches, _touch_key)
+    keys = list(newest)
+    rows = {r.id: r for chunk in _chunks(keys) for r in session.scalars(_touches_in(chunk))}
+    links: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(keys):
+        query = select(TouchLead.touch_id, TouchLead.lead_id).where(TouchLead.touch_id.in_(chunk))
+        for touch_id, lead_id in session.execute(query):
+            links[touch_id].add(lead_id)
+    affected: set[str] = set()
+    added: list[dict[str, str]] = []
+    removed: dict[str, set[str]] = {}
+    for key, touch in newest.items():
+        row = rows.get(key)
+        if row is not None and row.modified_at > touch.modified_at:
+            continue
+        values = {
+            "occurred_at": touch.occurred_at,
+            "modified_at": touch.modified_at,
+            "owner_id": touch.owner_id,
+            "duration_ms": int(touch.duration / timedelta(milliseconds=1)),
+            "direction": touch.direction,
+            "status": touch.status,
+        }
+        if row is None:
+            row = Touch(id=key, kind=touch.kind, synced_at=now)
+            session.add(row)
+            differs = True
+        else:
+            differs = any(getattr(row, name) != value for name, value in values.items())
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.synced_at = now
+        previous, current = links.get(key, set()), set(touch.lead_ids)
+        added += [{"touch_id": key, "lead_id": lead_id} for lead_id in sorted(current - previous)]
+        if previous - current:
+            removed[key] = previous - current
+        if differs:
+            affected |= current
+        affected |= current ^ previous
+    session.flush()  # the touches exist before their links
+    if added:
+        session.execute(insert(TouchLead), added)
+    for key, lead_ids in removed.items():
+        session.execute(
+            delete(TouchLead).where(TouchLead.touch_id == key, TouchLead.lead_id.in_(lead_ids))
+        )
+    for chunk in _chunks(sorted(affected)):
+        session.execute(
+            update(Lead)
+            .where(Lead.id.in_(chunk))
+            .values(dirty=True)
+            .execution_options(synchronize_session="fetch")
+        )
     return affected
+
+
+def _touch_key(touch: CrmTouch) -> str:
+    # CRM ids are only unique per activity type.
+    return f"{touch.kind}:{touch.id}"
+
+
+def _newest_by_id(records: Iterable[_R], key: Callable[[_R], str]) -> dict[str, _R]:
+    """One record per id, the newest copy (a page may repeat a record that changed)."""
+    newest: dict[str, _R] = {}
+    for record in records:
+        kept = newest.get(key(record))
+        if kept is None or record.modified_at >= kept.modified_at:
+            newest[key(record)] = record
+    return newest
+
+
+def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
+
+
+def _owners_in(ids: Sequence[str]) -> Select[Owner]:
+    return select(Owner).where(Owner.id.in_(ids))
+
+
+def _leads_in(ids: Sequence[str]) -> Select[Lead]:
+    return select(Lead).where(Lead.id.in_(ids))
+
+
+def _touches_in(ids: Sequence[str]) -> Select[Touch]:
+    return select(Touch).where(Touch.id.in_(ids))

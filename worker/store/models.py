@@ -190,13 +190,14 @@ class OutboxMessage(Base):
     level: Mapped[int] = mapped_column(Integer, default=0)
     #: ``email:<address>`` or ``channel:<#name or id>``.
     recipient: Mapped[str] = mapped_column(String(400))
+    #: ``direct`` (a reminder, grouped per recipient) or ``digest`` (a manager's summary).
+    delivery: Mapped[str] = mapped_column(String(10), default="direct", server_default="direct")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     #: Not to be sent before this (grouping window, quiet hours, retry backoff).
     due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(
-        String(20), default="pending"
-    )  # pending|sending|sent|failed
+    #: pending | sending | sent | failed | rerouted (undeliverable here; a fallback row took over)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     leased_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
@@ -225,3 +226,26 @@ class SlackUserCache(Base):
     user_id: Mapped[str | None] = mapped_column(String(64))  # None: Slack knows no such user
     tz: Mapped[str | None] = mapped_column(String(64))
     looked_up_at: Mapped[datetime]
+
+
+class SlackThread(Base):
+    """The message that first named a lead to a recipient: later updates reply in its thread."""
+
+    __tablename__ = "slack_threads"
+
+    recipient: Mapped[str] = mapped_column(String(400), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class HealthCheck(Base):
+    """Whether a part that talks to the outside world works: ``sla-worker health`` reads it."""
+
+    __tablename__ = "health"
+
+    component: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime]

@@ -7,7 +7,7 @@ won, so two senders never hold the same row. No rendering and no Slack calls her
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.store.models import (
+    HealthCheck,
     OutboxMessage,
+    SlackThread,
     SlackUserCache,
 )
 
@@ -142,3 +144,59 @@ def pending_rows(session: Session, recipient: str, due_by: datetime) -> list[Out
             .order_by(OutboxMessage.id)
         ).all()
     )
+
+
+def rows_by_id(session: Session, ids: Sequence[int]) -> list[OutboxMessage]:
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
+        ).all()
+    )
+
+
+def release_rows(session: Session, ids: Sequence[int]) -> int:
+    """Give back rows this sender leased and did not send (they stay pending, due now)."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+        .values(status="pending", leased_until=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def threads_for(session: Session, recipient: str, lead_ids: Iterable[str]) -> dict[str, str]:
+    """Lead id → ts of the message that first named the lead to this recipient."""
+    ids = list(lead_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(SlackThread).where(SlackThread.recipient == recipient, SlackThread.lead_id.in_(ids))
+    ).all()
+    return {row.lead_id: row.ts for row in rows}
+
+
+def remember_thread(
+    session: Session, recipient: str, lead_id: str, channel: str, ts: str, now: datetime
+) -> None:
+    if session.get(SlackThread, (recipient, lead_id)) is None:
+        session.add(
+            SlackThread(
+                recipient=recipient, lead_id=lead_id, channel=channel, ts=ts, created_at=now
+            )
+        )
+
+
+def set_health(session: Session, component: str, ok: bool, detail: str, now: datetime) -> None:
+    row = session.get(HealthCheck, component)
+    if row is None:
+        session.add(HealthCheck(component=component, ok=ok, detail=detail, updated_at=now))
+    elif row.ok != ok or row.detail != detail:
+        row.ok, row.detail, row.updated_at = ok, detail, now
+
+
+def health(session: Session) -> list[HealthCheck]:
+    return list(session.scalars(select(HealthCheck).order_by(HealthCheck.component)).all())
