@@ -12,6 +12,7 @@ from worker.slack.messages import (
     as_plain_text,
     escape,
     format_local,
+    render_digest,
     render_notices,
 )
 
@@ -103,3 +104,37 @@ def test_an_escalation_tells_the_manager_what_to_do_with_the_rep_escaped() -> No
     message = render_notices([_notice(kind=ESCALATION, level=1, rep_name="<!here> Lena")])
     assert "<!here>" not in message.text + str(message.blocks)
     assert "Check in with &lt;!here&gt; Lena" in str(message.blocks)
+
+
+def test_a_digest_groups_by_rep_oldest_first_with_counts_per_rule() -> None:
+    notices = [
+        _notice(lead_id="1", lead_name="Old", rep_name="Lena", deadline_at=DEADLINE),
+        _notice(
+            lead_id="2",
+            lead_name="New",
+            rep_name="Lena",
+            deadline_at=DEADLINE + timedelta(hours=1),
+            rule="follow_up",
+        ),
+        _notice(
+            lead_id="3",
+            lead_name="Sam's",
+            rep_name="Sam",
+            deadline_at=DEADLINE + timedelta(minutes=30),
+        ),
+    ]
+    (message,) = render_digest(notices, at=DEADLINE + timedelta(hours=2))
+    text = as_plain_text(message)
+    assert "3 overdue leads across 2 reps" in text
+    assert "First touch: 2 · Follow-up touches: 1" in text
+    assert text.index("Lena") < text.index("Sam") and text.index("Old") < text.index("New")
+
+
+def test_two_hundred_leads_still_fit_one_digest_in_compact_lines() -> None:
+    notices = [
+        _notice(lead_id=str(i), lead_name=f"Lead {i:03d}", rep_name=f"Rep {i % 10}")
+        for i in range(200)
+    ]
+    (message,) = render_digest(notices, at=DEADLINE)
+    assert all(f"Lead {i:03d}" in str(message.blocks) for i in range(200))
+    assert len(message.blocks) <= MAX_BLOCKS

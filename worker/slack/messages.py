@@ -9,7 +9,7 @@ section text at most 3,000 characters; fallback ``text`` kept under 4,000 charac
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -210,18 +210,12 @@ def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessa
         f"{'lead' if leads == 1 else 'leads'} across {len(reps)} "
         f"{'rep' if len(reps) == 1 else 'reps'}"
     )
-    sections: list[str] = []
-    for rep in reps:
-        items = by_rep[rep]
-        heading = f"*{escape(rep)}*: {len(items)} overdue"
-        lines = [heading]
-        for notice in items:
-            line = _digest_line(notice)
-            if sum(len(x) + 1 for x in lines) + len(line) > MAX_SECTION_CHARS:
-                sections.append("\n".join(lines))
-                lines = [f"*{escape(rep)}* (continued)"]
-            lines.append(line)
-        sections.append("\n".join(lines))
+    # Full lines (with link, priority, detail) while they fit in one message; a manager
+    # with many overdue leads gets compact lines first, and parts only when even those
+    # do not fit (then nothing is left out).
+    sections = _digest_sections(reps, by_rep, _digest_line)
+    if sum(len(x) for x in sections) > MAX_MESSAGE_CHARS - 600:
+        sections = _digest_sections(reps, by_rep, _compact_digest_line)
     note = _undeliverable_note(notices)
     parts: list[list[str]] = [[]]
     size = 0
@@ -246,6 +240,42 @@ def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessa
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in part]
         messages.append(SlackMessage(text=f"{title}{suffix}.", blocks=blocks))
     return messages
+
+
+def _digest_sections(
+    reps: Sequence[str], by_rep: dict[str, list[Notice]], line_of: Callable[[Notice], str]
+) -> list[str]:
+    """Per rep a heading and one line per lead, cut into sections Slack accepts."""
+    sections: list[str] = []
+    for rep in reps:
+        items = by_rep[rep]
+        lines = [f"*{escape(rep)}*: {len(items)} overdue"]
+        size = len(lines[0])
+        for notice in items:
+            line = line_of(notice)
+            if size + len(line) + 1 > MAX_SECTION_CHARS:
+                sections.append("\n".join(lines))
+                lines = [f"*{escape(rep)}* (continued)"]
+                size = len(lines[0])
+            lines.append(line)
+            size += len(line) + 1
+        sections.append("\n".join(lines))
+    return sections
+
+
+def _compact_digest_line(notice: Notice) -> str:
+    local = notice.deadline_at.astimezone(ZoneInfo(notice.timezone))
+    rule = _SHORT_RULES.get(notice.rule, notice.rule)
+    return f"• {escape(notice.lead_name)}: {rule} {local:%a %H:%M}"
+
+
+_SHORT_RULES = {
+    "first_touch": "1st touch",
+    "follow_up": "follow-up",
+    "max_gap": "gap",
+    "min_time_spent": "time spent",
+    "early_return": "early return",
+}
 
 
 def _digest_line(notice: Notice) -> str:

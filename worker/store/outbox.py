@@ -68,37 +68,24 @@ def claim_rows(
     """Lease every sendable row of one recipient; a row another sender holds is skipped.
 
     Rows falling due within ``group_wait`` ride along, so they go out in the same message.
-    The claim is a conditional UPDATE per row whose row count must be 1 (as healthchecks
-    does): two deliver runs racing for the same row cannot both win it.
+    The claim is one conditional UPDATE … RETURNING (PostgreSQL and SQLite ≥ 3.35): each row
+    is taken only if it is still sendable when the update reaches it, as healthchecks does
+    row by row, so two deliver runs racing for the same row cannot both win it.
     """
-    candidates = session.scalars(
-        select(OutboxMessage.id).where(
-            OutboxMessage.recipient == recipient,
-            or_(
-                (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now + group_wait),
-                (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
-            ),
+    sendable = or_(
+        (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now + group_wait),
+        (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
+    )
+    claimed = session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.recipient == recipient, sendable)
+        .values(
+            status="sending",
+            leased_until=now + lease_for,
+            attempts=OutboxMessage.attempts + 1,
         )
+        .returning(OutboxMessage.id)
     ).all()
-    claimed: list[int] = []
-    for row_id in candidates:
-        result = session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == row_id,
-                or_(
-                    OutboxMessage.status == "pending",
-                    (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
-                ),
-            )
-            .values(
-                status="sending",
-                leased_until=now + lease_for,
-                attempts=OutboxMessage.attempts + 1,
-            )
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(row_id)
     session.commit()
     if not claimed:
         return []
