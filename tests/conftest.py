@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.world import World, make_world
+from worker.pipeline.context import Context
+
 PG_ADMIN_URL = os.environ.get("DATABASE_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -80,3 +83,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    """The e2e sales world on each store; a test module may override it (another clock)."""
+    yield from make_world(tmp_path, database_url)
+
+
+@pytest.fixture
+def ctx(world: World) -> Iterator[Context]:
+    context = world.context()
+    yield context
+    context.close()

@@ -4,19 +4,16 @@ client against the fake Slack, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from tests.e2e.world import CONFIG, Clock, World, make_world
+from tests.e2e.world import CONFIG, Clock, World, make_world, outbox_rows
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import ChannelPacer, Post
 from worker.pipeline.stages import run_once
 from worker.slack.messages import MAX_BLOCKS, SlackMessage
-from worker.store.models import OutboxMessage
 
 DIGEST_CONFIG = (
     CONFIG.replace(
@@ -34,23 +31,6 @@ BERLIN_CONFIG = CONFIG.replace(
     'always: {timezone: UTC, hours: {mon-sun: "00:00-24:00"}}',
     'always: {timezone: Europe/Berlin, hours: {mon-fri: "09:00-17:00"}}',
 )
-
-
-@pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    yield from make_world(tmp_path, database_url)
-
-
-@pytest.fixture
-def ctx(world: World) -> Iterator[Context]:
-    context = world.context()
-    yield context
-    context.close()
-
-
-def _outbox(ctx: Context) -> list[OutboxMessage]:
-    with ctx.sessions() as session:
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all())
 
 
 def test_a_channel_ping_in_a_lead_name_arrives_escaped(world: World, ctx: Context) -> None:
@@ -71,7 +51,7 @@ def test_a_429_burst_still_sends_exactly_one_message(world: World, ctx: Context)
         run_once(ctx)
         world.clock.advance(timedelta(seconds=6))
     assert len(world.slack.dms_to("U0LENA")) == 1
-    assert [r.status for r in _outbox(ctx)] == ["sent"]
+    assert [r.status for r in outbox_rows(ctx)] == ["sent"]
 
 
 class CrashAfterSlackAccepted(Exception):
@@ -97,7 +77,7 @@ def test_a_sender_killed_after_slack_accepted_repeats_once_and_only_after_the_le
     with pytest.raises(CrashAfterSlackAccepted):
         run_once(ctx)
     ctx._slack = real
-    assert [r.status for r in _outbox(ctx)] == ["sending"]
+    assert [r.status for r in outbox_rows(ctx)] == ["sending"]
     world.clock.advance(timedelta(minutes=1))  # lease still held: nobody resends
     run_once(ctx)
     assert len(world.slack.dms_to("U0LENA")) == 1
@@ -105,7 +85,7 @@ def test_a_sender_killed_after_slack_accepted_repeats_once_and_only_after_the_le
     run_once(ctx)
     run_once(ctx)
     assert len(world.slack.dms_to("U0LENA")) == 2
-    assert [r.status for r in _outbox(ctx)] == ["sent"]
+    assert [r.status for r in outbox_rows(ctx)] == ["sent"]
 
 
 def test_updates_about_a_lead_reply_in_the_thread_that_named_it(world: World, ctx: Context) -> None:
@@ -141,7 +121,7 @@ def test_a_rep_abroad_is_not_pinged_at_night(tmp_path: Path, database_url: str) 
         world.add_lead(assigned_ago=timedelta(hours=20))  # breached yesterday
         run_once(ctx)
         assert world.slack.dms_to("U0LENA") == []
-        (row,) = [r for r in _outbox(ctx) if r.recipient == "email:lena@example.com"]
+        (row,) = [r for r in outbox_rows(ctx) if r.recipient == "email:lena@example.com"]
         assert row.status == "pending"
         assert row.due_at == datetime(2026, 11, 24, 14, 0, tzinfo=UTC)  # 09:00 in New York
         clock.now = datetime(2026, 11, 24, 14, 1, tzinfo=UTC)
@@ -159,7 +139,7 @@ def test_nothing_goes_out_on_a_weekend(tmp_path: Path, database_url: str) -> Non
         world.add_lead(assigned_ago=timedelta(days=2))
         run_once(ctx)
         assert world.slack.messages == []
-        assert {r.due_at for r in _outbox(ctx)} == {
+        assert {r.due_at for r in outbox_rows(ctx)} == {
             datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 Berlin
         }
         ctx.close()
@@ -184,7 +164,7 @@ def test_a_digest_for_600_overdue_leads_is_split_within_limits_and_loses_none(
         everything = " ".join(str(p.blocks) for p in parts)
         assert all(name in everything for name in names)
         assert all(len(p.blocks or []) <= MAX_BLOCKS for p in parts)
-        digests = [r for r in _outbox(ctx) if r.delivery == "digest"]
+        digests = [r for r in outbox_rows(ctx) if r.delivery == "digest"]
         assert len(digests) == 600 and {r.status for r in digests} == {"sent"}
         ctx.close()
 
@@ -200,7 +180,7 @@ def test_a_broken_channel_falls_back_to_the_fallback_channel(
         run_once(ctx)
         (post,) = world.slack.messages_in("sales-escalations")
         assert "Could not deliver to #gone (channel_not_found)" in str(post.blocks)
-        statuses = {r.recipient: r.status for r in _outbox(ctx)}
+        statuses = {r.recipient: r.status for r in outbox_rows(ctx)}
         assert statuses["channel:#gone"] == "rerouted"
         assert statuses["channel:#sales-escalations"] == "sent"
         ctx.close()

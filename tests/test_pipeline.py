@@ -3,34 +3,14 @@ and PostgreSQL: what Slack received is what the tests assert on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from tests.e2e.world import World, make_world
+from tests.e2e.world import World, outbox_rows
 from worker.pipeline.context import Context
 from worker.pipeline.stages import run_once
-from worker.store.models import Finding, Lead, OutboxMessage
-
-
-@pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    yield from make_world(tmp_path, database_url)
-
-
-@pytest.fixture
-def ctx(world: World) -> Iterator[Context]:
-    context = world.context()
-    yield context
-    context.close()
-
-
-def _outbox(ctx: Context) -> list[OutboxMessage]:
-    with ctx.sessions() as session:
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all())
+from worker.store.models import Finding, Lead
 
 
 def test_an_overdue_lead_reaches_its_rep_as_one_dm(world: World, ctx: Context) -> None:
@@ -49,7 +29,7 @@ def test_an_overdue_lead_reaches_its_rep_as_one_dm(world: World, ctx: Context) -
         "rows_held": 0,
         "auth_failed": False,
     }
-    assert [r.status for r in _outbox(ctx)] == ["sent"]
+    assert [r.status for r in outbox_rows(ctx)] == ["sent"]
 
 
 def test_running_again_sends_nothing_new(world: World, ctx: Context) -> None:
@@ -125,11 +105,11 @@ def test_a_failed_send_stays_pending_and_is_retried(world: World, ctx: Context) 
     result = run_once(ctx)
     assert result["deliver"]["rows_retrying"] == 1  # type: ignore[index]
     assert world.slack.messages == []
-    assert [r.status for r in _outbox(ctx)] == ["pending"]
+    assert [r.status for r in outbox_rows(ctx)] == ["pending"]
     world.clock.advance(timedelta(minutes=2))
     run_once(ctx)
     assert len(world.slack.dms_to("U0LENA")) == 1
-    assert [r.status for r in _outbox(ctx)] == ["sent"]
+    assert [r.status for r in outbox_rows(ctx)] == ["sent"]
 
 
 def test_ratelimited_waits_for_retry_after(world: World, ctx: Context) -> None:
@@ -137,7 +117,7 @@ def test_ratelimited_waits_for_retry_after(world: World, ctx: Context) -> None:
     world.add_lead(assigned_ago=timedelta(hours=2))
     world.slack.fail_next("chat.postMessage", "ratelimited", status=429, retry_after=30)
     run_once(ctx)
-    (row,) = _outbox(ctx)
+    (row,) = outbox_rows(ctx)
     assert row.status == "pending" and row.due_at == world.clock.now + timedelta(seconds=30)
     world.clock.advance(timedelta(seconds=10))
     run_once(ctx)
@@ -153,7 +133,7 @@ def test_a_revoked_token_pauses_delivery_and_loses_nothing(world: World, ctx: Co
     world.slack.fail_next("chat.postMessage", "token_revoked")
     result = run_once(ctx)
     assert result["deliver"]["auth_failed"] is True  # type: ignore[index]
-    assert [r.status for r in _outbox(ctx)] == ["pending"]
+    assert [r.status for r in outbox_rows(ctx)] == ["pending"]
     run_once(ctx)  # the token works again
     assert len(world.slack.messages) == 1
 
@@ -163,7 +143,7 @@ def test_a_rep_unknown_to_slack_falls_back_to_the_manager(world: World, ctx: Con
     world.add_lead(assigned_ago=timedelta(hours=2))
     result = run_once(ctx)
     assert result["deliver"]["rows_rerouted"] == 1  # type: ignore[index]
-    original, fallback = _outbox(ctx)
+    original, fallback = outbox_rows(ctx)
     assert original.status == "rerouted"
     assert original.last_error is not None and "users_not_found" in original.last_error
     assert fallback.recipient == "email:mike.manager@example.com"

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from worker.fakes.hubspot import FakeHubSpot
 from worker.fakes.slack import FakeSlack
 from worker.pipeline.context import Context, build_context
 from worker.pipeline.deliver import ChannelPacer
 from worker.settings import Settings
 from worker.store.db import upgrade
+from worker.store.models import OutboxMessage
 
 HUBSPOT_TOKEN = "test-hubspot-token"
 SLACK_TOKEN = "xoxb-test-token"
@@ -175,3 +178,9 @@ def make_world(
     finally:
         hubspot.stop()
         slack.stop()
+
+
+def outbox_rows(ctx: Context) -> list[OutboxMessage]:
+    """Every outbox row, oldest first."""
+    with ctx.sessions() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all())
