@@ -91,3 +91,26 @@ def test_a_fake_can_be_started_alone_for_a_real_worker(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_recycle_dry_run_then_recycle_then_undo(tmp_path: Path, sqlite_url: str) -> None:
+    from tests.test_recycle import RECYCLE_CONFIG, _worked_lead
+
+    config = RECYCLE_CONFIG.replace("%(cap)s", "200")
+    for world in make_world(tmp_path, sqlite_url, clock=RealClock(), config=config):
+        world.add_rep()
+        lead = _worked_lead(world, "Stale Lead")
+        env = world.env()
+        assert run("run-once", cwd=tmp_path, env=env).returncode == 0
+        dry = run("recycle", "--dry-run", cwd=tmp_path, env=env)
+        assert (
+            "would recycle  lead" in dry.stdout and "hs_lead_status OPEN → RECYCLED" in dry.stdout
+        )
+        assert world.hubspot.contact(lead)["hs_lead_status"] == "OPEN"
+        done = run("recycle", cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert world.hubspot.contact(lead)["hs_lead_status"] == "RECYCLED"
+        run_id = done.stdout.split("--undo ")[1].strip()
+        undone = run("recycle", "--undo", run_id, cwd=tmp_path, env=env)
+        assert "1 leads restored" in undone.stdout
+        assert world.hubspot.contact(lead)["hs_lead_status"] == "OPEN"

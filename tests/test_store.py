@@ -164,3 +164,17 @@ def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> N
         assert outbox.recipients_due(session, later) == ["email:lena@example.com"]
         again = outbox.claim_rows(session, "email:lena@example.com", later, lease)
         assert [r.attempts for r in again] == [2]
+
+
+def test_the_models_and_the_migrations_agree(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from worker.store.models import Base
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == []

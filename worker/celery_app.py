@@ -12,8 +12,10 @@ import tempfile
 from pathlib import Path
 
 from celery import Celery
+from celery.schedules import crontab
 
 from worker.config import load_config
+from worker.durations import parse_wall_duration
 from worker.settings import Settings
 
 TASKS = ("sync", "evaluate", "deliver")
@@ -22,7 +24,7 @@ TASKS = ("sync", "evaluate", "deliver")
 def make_app(settings: Settings) -> Celery:
     config = load_config(settings.config_path)
     app = Celery("sla_worker", broker=settings.broker_url, include=["worker.tasks"])
-    schedule = {}
+    schedule: dict[str, dict[str, object]] = {}
     for name in TASKS:
         every = getattr(config.schedules, name)
         schedule[name] = {
@@ -31,6 +33,11 @@ def make_app(settings: Settings) -> Celery:
             # A run queued while no worker was up is stale by the next tick: drop it instead
             # of replaying a backlog of identical passes.
             "options": {"expires": every.total_seconds()},
+        }
+    if config.recycle is not None:
+        schedule["recycle"] = {
+            "task": "worker.tasks.recycle",
+            "schedule": _schedule(config.recycle.schedule),
         }
     app.conf.update(
         beat_schedule=schedule,
@@ -49,6 +56,15 @@ def make_app(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def _schedule(text: str) -> float | crontab:
+    """``"1d"`` → seconds; ``"0 7 * * 1-5"`` → a crontab (UTC, the app's time zone)."""
+    fields = text.split()
+    if len(fields) == 5:
+        minute, hour, day_of_month, month_of_year, day_of_week = fields
+        return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+    return parse_wall_duration(text).total_seconds()
 
 
 app = make_app(Settings.from_env())

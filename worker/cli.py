@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("health", help="is delivery working? exit 1 when a part is failing")
 
+    recycle = sub.add_parser("recycle", help="hand stale leads back to marketing nurturing")
+    recycle.add_argument("--dry-run", action="store_true", help="list what would change")
+    recycle.add_argument("--undo", metavar="RUN_ID", help="write back what a run changed")
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations up to the latest schema")
@@ -68,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Migrations run on every start; their per-plugin INFO lines help no one.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
     try:
         return _run(args, settings)
@@ -91,6 +97,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if command == "health":
         return _health(settings)
+    if command == "recycle":
+        return _recycle(settings, dry_run=args.dry_run, undo_run=args.undo)
     if command == "demo":
         from worker.demo import run_demo
 
@@ -131,6 +139,44 @@ def _check_config(path: Path) -> int:
         f"{len(config.policies)} policies, {len(config.escalation)} escalation levels)"
     )
     return EXIT_OK
+
+
+def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
+    from worker.pipeline.context import build_context
+    from worker.pipeline.stages import run_recycle, run_undo_recycle
+    from worker.store.db import upgrade
+
+    upgrade(settings.database_url)
+    ctx = build_context(settings)
+    try:
+        if ctx.rules.config.recycle is None and not undo_run:
+            print("recycling is off: the config has no recycle: section")
+            return EXIT_OK
+        if undo_run:
+            summary = run_undo_recycle(ctx, undo_run)
+            print(f"run {undo_run}: {summary.recycled} leads restored, {summary.failed} failed")
+            return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+        summary = run_recycle(ctx, dry_run=dry_run)
+    finally:
+        ctx.close()
+    verb = "would recycle" if dry_run else "recycled"
+    for item in summary.items:
+        changes = ", ".join(
+            f"{name} {item.before.get(name) or '∅'} → {value or '∅'}"
+            for name, value in item.after.items()
+        )
+        print(f"{item.outcome:<14} lead {item.lead_id} {item.name} (owner {item.owner})")
+        if item.reason:
+            print(f"               because {item.reason}")
+        if changes:
+            print(f"               {changes}")
+    print(
+        f"run {summary.run_id}: {summary.due} due, "
+        f"{summary.recycled} {verb}, "
+        f"{summary.skipped} skipped, {summary.failed} failed, {summary.waiting} over the cap"
+        + ("" if dry_run else f"; undo with: sla-worker recycle --undo {summary.run_id}")
+    )
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 
 def _health(settings: Settings) -> int:

@@ -445,6 +445,51 @@ class NotificationsConfig(_Strict):
         return value
 
 
+class RecycleConfig(_Strict):
+    """Handing stale leads back to marketing nurturing (the engine says when one is due)."""
+
+    #: CRM properties to write on a recycled lead ("" clears one).
+    set: dict[str, str] = Field(
+        default_factory=lambda: {"lifecyclestage": "lead", "hs_lead_status": "RECYCLED"}
+    )
+    #: Take the lead away from its owner (the owner property is cleared).
+    clear_owner: bool = True
+    #: A CRM property that receives the plain-words reason, if your portal has one.
+    reason_property: str | None = None
+    #: Safety brake: at most this many leads per run; the rest wait for the next run.
+    max_per_run: PositiveInt = 200
+    #: Leads in these lifecycle stages are never recycled (an open deal makes a contact an
+    #: opportunity in HubSpot).
+    skip_lifecycle_stages: list[str] = Field(
+        default_factory=lambda: ["opportunity", "customer", "evangelist"]
+    )
+    #: Marketing's channel: one notice per run listing what was recycled and why.
+    notify_channel: str | None = None
+    #: When the recycle task runs: a duration ("1d") or a cron line in UTC ("0 7 * * 1-5").
+    schedule: str = "0 7 * * 1-5"
+
+    @field_validator("notify_channel")
+    @classmethod
+    def _channel_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("#"):
+            raise ValueError(f'"{value}" is not a channel like #marketing-ops')
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) == 5:
+            return value
+        try:
+            parse_wall_duration(value)
+        except ValueError:
+            raise ValueError(
+                f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
+            ) from None
+        return value
+
+
 def _default_escalation() -> list[EscalationLevelConfig]:
     return [EscalationLevelConfig(after=BusinessSpan(), notify=["rep"])]
 
@@ -461,6 +506,8 @@ class SlaConfig(_Strict):
         default_factory=_default_escalation, min_length=1
     )
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    #: Absent: nothing is ever recycled.
+    recycle: RecycleConfig | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> SlaConfig:

@@ -16,6 +16,7 @@ WARNING = "warning"
 BREACH = "breach"
 ESCALATION = "escalation"
 RESOLVED = "resolved"
+RECYCLED = "recycled"
 
 RULE_TITLES = {
     "first_touch": "First touch",
@@ -23,6 +24,7 @@ RULE_TITLES = {
     "max_gap": "Gap between touches",
     "min_time_spent": "Time spent",
     "early_return": "Early return to marketing",
+    "recycle": "Recycled to marketing",
 }
 
 RULE_ACTIONS = {
@@ -31,6 +33,7 @@ RULE_ACTIONS = {
     "max_gap": "Touch the lead again; the last touch was too long ago.",
     "min_time_spent": "Book a call or meeting: too little time spent with the lead so far.",
     "early_return": "The lead went back to marketing before the agreed minimum.",
+    "recycle": "Marketing nurtures it now. If this was a mistake, ask an admin to undo the run.",
 }
 
 

@@ -34,3 +34,8 @@ def evaluate() -> dict[str, object]:
 @app.task(name="worker.tasks.deliver")  # type: ignore[untyped-decorator]
 def deliver() -> dict[str, object]:
     return stages.run_deliver(_context()).as_dict()
+
+
+@app.task(name="worker.tasks.recycle")  # type: ignore[untyped-decorator]
+def recycle() -> dict[str, object]:
+    return stages.run_recycle(_context()).as_dict()

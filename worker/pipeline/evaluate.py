@@ -158,6 +158,7 @@ def _evaluate_one(
         summary.skipped += 1
         return
     row.dirty = False
+    row.recycle_reason = None
     if judged is None:
         row.next_check_at = None
         summary.skipped += 1
@@ -189,6 +190,7 @@ def _evaluate_one(
             finding.breached_deadline_at = None
     summary.notifications += outbox.insert_outbox(session, rows)
     row.next_check_at = evaluation.next_check_at
+    row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
 
 
 def _outbox_row(

@@ -11,6 +11,7 @@ from datetime import timedelta
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import DeliverSummary, Rendered, deliver, preview
 from worker.pipeline.evaluate import EvaluateSummary, evaluate
+from worker.pipeline.recycle import RecycleSummary, recycle, undo
 from worker.pipeline.sync import SyncSummary, sync
 
 
@@ -33,6 +34,14 @@ def run_evaluate(ctx: Context) -> EvaluateSummary:
 
 def run_deliver(ctx: Context) -> DeliverSummary:
     return deliver(ctx.slack, ctx.sessions, ctx.rules, ctx.clock(), pacer=ctx.pacer)
+
+
+def run_recycle(ctx: Context, *, dry_run: bool = False) -> RecycleSummary:
+    return recycle(ctx.crm, ctx.sessions, ctx.rules, ctx.clock(), dry_run=dry_run)
+
+
+def run_undo_recycle(ctx: Context, run_id: str) -> RecycleSummary:
+    return undo(ctx.crm, ctx.sessions, run_id, ctx.clock())
 
 
 def run_preview(ctx: Context) -> list[Rendered]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING, Notice
+from worker.notices import BREACH, ESCALATION, RECYCLED, RESOLVED, WARNING, Notice
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -30,6 +30,7 @@ _ICONS = {
     WARNING: ":hourglass_flowing_sand:",
     BREACH: ":red_circle:",
     ESCALATION: ":rotating_light:",
+    RECYCLED: ":recycle:",
     RESOLVED: ":white_check_mark:",
 }
 
@@ -69,6 +70,8 @@ def _headline(notice: Notice) -> str:
         return f"{title} due soon"
     if notice.kind == RESOLVED:
         return f"{title}: done, late"
+    if notice.kind == RECYCLED:
+        return title
     if notice.kind == ESCALATION:
         return f"Escalation: {title.lower()} overdue"
     return f"{title} overdue"
@@ -78,6 +81,8 @@ def _when(notice: Notice) -> str:
     when = format_local(notice.deadline_at, notice.timezone)
     if notice.kind == WARNING:
         return f"due {when}"
+    if notice.kind == RECYCLED:
+        return f"recycled {when}"
     return f"deadline was {when}"
 
 
@@ -147,16 +152,13 @@ def _render_single(notice: Notice) -> SlackMessage:
 
 def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     shown = notices[:MAX_LEADS_LISTED]
-    overdue = sum(1 for n in notices if n.kind in (BREACH, ESCALATION))
-    due_soon = sum(1 for n in notices if n.kind == WARNING)
-    summary_bits = []
-    if overdue:
-        summary_bits.append(f"{overdue} overdue")
-    if due_soon:
-        summary_bits.append(f"{due_soon} due soon")
-    resolved = len(notices) - overdue - due_soon
-    if resolved:
-        summary_bits.append(f"{resolved} resolved")
+    counts = {
+        "overdue": sum(1 for n in notices if n.kind in (BREACH, ESCALATION)),
+        "due soon": sum(1 for n in notices if n.kind == WARNING),
+        "resolved": sum(1 for n in notices if n.kind == RESOLVED),
+        "recycled to marketing": sum(1 for n in notices if n.kind == RECYCLED),
+    }
+    summary_bits = [f"{count} {what}" for what, count in counts.items() if count]
     summary = f"{len(notices)} leads need attention: " + ", ".join(summary_bits)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary}*"}}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch
@@ -104,6 +104,7 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
     closest instant the CRM gives us, so pauses and returns can be judged later. Leads merged
     into one of these stop being tracked (archived).
     """
+    _plan_each_query(session)
     newest = _newest_by_id(leads, lambda lead: lead.id)
     rows = {r.id: r for chunk in _chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
     changed: set[str] = set()
@@ -159,6 +160,7 @@ def upsert_touch(session: Session, touch: CrmTouch, now: datetime) -> set[str]:
 def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime) -> set[str]:
     """Store a page of touches and their leads; returns the ids of leads whose SLA may have
     changed (marked dirty): leads of new or changed touches, and leads a touch left."""
+    _plan_each_query(session)
     newest = _newest_by_id(touches, _touch_key)
     keys = list(newest)
     rows = {r.id: r for chunk in _chunks(keys) for r in session.scalars(_touches_in(chunk))}
@@ -213,6 +215,18 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
             .execution_options(synchronize_session="fetch")
         )
     return affected
+
+
+def _plan_each_query(session: Session) -> None:
+    """On PostgreSQL, plan these page-sized queries for their parameters every time.
+
+    psycopg prepares a statement after five runs and PostgreSQL then may keep a generic plan
+    made while the tables were nearly empty — a sequential scan — for the rest of a first
+    backfill, which turned a 100,000-record sync from 30 s into 150 s here. SET LOCAL lasts
+    until the page's transaction ends.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _touch_key(touch: CrmTouch) -> str:

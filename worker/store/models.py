@@ -94,6 +94,8 @@ class Lead(Base):
     dirty: Mapped[bool] = mapped_column(Boolean, default=True)
     #: From the engine: the earliest instant the SLA state can change without new data.
     next_check_at: Mapped[datetime | None]
+    #: From the engine: why the lead is due to go back to marketing (None: it is not).
+    recycle_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_leads_dirty", "dirty"),
@@ -249,3 +251,23 @@ class HealthCheck(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime]
+
+
+class RecycleAudit(Base):
+    """Every write-back of a recycle run, with the values before and after, for undo."""
+
+    __tablename__ = "recycle_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(40))
+    lead_id: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: writing (crash window: treated as written) | done | failed | undone
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_recycle_audit_run_id", "run_id"),)

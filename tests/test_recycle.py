@@ -1,0 +1,163 @@
+"""Recycling stale leads back to marketing, end to end against the fake HubSpot: exactly the
+eligible leads, the right properties, never a lead touched since it was judged, an undo that
+restores, a dry run that writes nothing, a cap that holds, and notices to rep and marketing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.e2e.world import CONFIG, World, make_world, outbox_rows
+from worker.pipeline.context import Context
+from worker.pipeline.stages import run_once, run_recycle, run_undo_recycle
+from worker.store.models import RecycleAudit
+
+RECYCLE_CONFIG = (
+    CONFIG.replace(
+        "    first_touch: 1h\n    warn_before: 15m\n",
+        "    first_touch: 1h\n    warn_before: 15m\n"
+        "    follow_up: {touches: 2, within: 1d}\n    min_open: 2d\n    recycle_after: 1d\n",
+    )
+    + """
+recycle:
+  set: {lifecyclestage: lead, hs_lead_status: RECYCLED}
+  clear_owner: true
+  max_per_run: %(cap)s
+  notify_channel: "#marketing-ops"
+"""
+)
+
+
+@pytest.fixture(params=[200])
+def cap(request: pytest.FixtureRequest) -> int:
+    value: int = request.param
+    return value
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str, cap: int) -> Iterator[World]:
+    yield from make_world(
+        tmp_path, database_url, config=RECYCLE_CONFIG.replace("%(cap)s", str(cap))
+    )
+
+
+def _worked_lead(world: World, name: str, *, days_ago: int = 5) -> str:
+    """A lead worked on its first day (two calls), then left alone: recycle is due."""
+    lead = world.add_lead(assigned_ago=timedelta(days=days_ago), name=name)
+    assigned = world.clock.now - timedelta(days=days_ago)
+    world.add_call(lead, at=assigned + timedelta(minutes=20))
+    world.add_call(lead, at=assigned + timedelta(hours=3))
+    world.hubspot.upsert_contact(lead, lifecyclestage="salesqualifiedlead")
+    return lead
+
+
+def _setup(world: World) -> dict[str, str]:
+    world.slack.add_channel("C0MKT", "marketing-ops")
+    world.add_rep()
+    leads = {
+        "stale": _worked_lead(world, "Stale Lead"),
+        "fresh": world.add_lead(assigned_ago=timedelta(hours=1), name="Fresh Lead"),
+        "meeting": _worked_lead(world, "Meeting Lead"),
+        "opportunity": _worked_lead(world, "Deal Lead"),
+    }
+    world.hubspot.add_engagement(
+        "meetings",
+        {
+            "hs_timestamp": (world.clock.now + timedelta(days=2)).strftime(
+                "%Y-%m-%dT%H:%M:%S.000Z"
+            ),
+            "hubspot_owner_id": "101",
+            "hs_meeting_outcome": "SCHEDULED",
+        },
+        [leads["meeting"]],
+    )
+    world.hubspot.upsert_contact(leads["opportunity"], lifecyclestage="opportunity")
+    return leads
+
+
+def test_exactly_the_eligible_leads_are_recycled_with_the_right_properties(
+    world: World, ctx: Context
+) -> None:
+    leads = _setup(world)
+    run_once(ctx)
+    summary = run_recycle(ctx)
+    assert (summary.due, summary.recycled) == (3, 1)
+    stale = world.hubspot.contact(leads["stale"])
+    assert stale["lifecyclestage"] == "lead"
+    assert stale["hs_lead_status"] == "RECYCLED"
+    assert not stale.get("hubspot_owner_id")
+    for other in ("fresh", "meeting", "opportunity"):
+        assert world.hubspot.contact(leads[other])["hs_lead_status"] == "OPEN"
+    outcomes = {item.name: item.outcome for item in summary.items}
+    assert outcomes["Meeting Lead"] == "skipped: a meeting is booked"
+    assert outcomes["Deal Lead"] == "skipped: lifecycle stage opportunity"
+
+
+def test_the_rep_and_marketing_hear_of_it_once(world: World, ctx: Context) -> None:
+    _setup(world)
+    run_once(ctx)
+    run_recycle(ctx)
+    run_once(ctx)
+    (post,) = world.slack.messages_in("marketing-ops")
+    assert "Recycled to marketing" in post.text and "Stale Lead" in post.text
+    rep_messages = [m for m in world.slack.dms_to("U0LENA") if "Recycled" in m.text]
+    assert len(rep_messages) == 1
+    run_once(ctx)
+    assert len(world.slack.messages_in("marketing-ops")) == 1
+
+
+def test_a_lead_touched_after_judgement_is_not_recycled(world: World, ctx: Context) -> None:
+    leads = _setup(world)
+    run_once(ctx)
+    world.clock.advance(timedelta(minutes=5))
+    world.add_call(leads["stale"])  # the rep acts before the recycle run
+    summary = run_recycle(ctx)
+    assert summary.recycled == 0
+    assert world.hubspot.contact(leads["stale"])["hs_lead_status"] == "OPEN"
+    (item,) = [i for i in summary.items if i.name == "Stale Lead"]
+    assert item.outcome == "skipped: changed in the CRM since it was judged"
+
+
+def test_undo_restores_the_previous_values(world: World, ctx: Context) -> None:
+    leads = _setup(world)
+    run_once(ctx)
+    run_id = run_recycle(ctx).run_id
+    restored = run_undo_recycle(ctx, run_id)
+    assert restored.recycled == 1
+    stale = world.hubspot.contact(leads["stale"])
+    assert stale["lifecyclestage"] == "salesqualifiedlead"
+    assert stale["hs_lead_status"] == "OPEN"
+    assert stale["hubspot_owner_id"] == "101"
+    with ctx.sessions() as session:
+        assert [a.outcome for a in session.scalars(select(RecycleAudit))] == ["undone"]
+
+
+def test_a_dry_run_writes_nothing(world: World, ctx: Context) -> None:
+    leads = _setup(world)
+    run_once(ctx)
+    before = world.hubspot.contact(leads["stale"])
+    summary = run_recycle(ctx, dry_run=True)
+    assert summary.recycled == 1
+    (item,) = [i for i in summary.items if i.outcome == "would recycle"]
+    assert item.before["hs_lead_status"] == "OPEN" and item.after["hs_lead_status"] == "RECYCLED"
+    assert world.hubspot.contact(leads["stale"]) == before
+    with ctx.sessions() as session:
+        assert session.scalars(select(RecycleAudit)).all() == []
+    assert [r for r in outbox_rows(ctx) if r.kind == "recycled"] == []
+
+
+@pytest.mark.parametrize("cap", [2], indirect=True)
+def test_the_per_run_cap_holds(world: World, ctx: Context) -> None:
+    world.add_rep()
+    leads = [_worked_lead(world, f"Stale N{i}") for i in range(3)]
+    run_once(ctx)
+    summary = run_recycle(ctx)
+    assert (summary.recycled, summary.waiting) == (2, 1)
+    recycled = [
+        lead for lead in leads if world.hubspot.contact(lead)["hs_lead_status"] == "RECYCLED"
+    ]
+    assert len(recycled) == 2

@@ -1,0 +1,362 @@
+"""Recycle: hand leads the engine judged stale back to marketing nurturing in the CRM.
+
+A run takes the leads whose latest evaluation says recycle is due, leaves out any with a
+future meeting or in a protected lifecycle stage, stops at the per-run cap, re-reads each lead
+from the CRM and skips it if it changed since it was judged, then writes the configured
+properties. Every write is audited (before and after values, reason, run id) before it is
+made, so a run can be undone (:func:`undo`); ``dry_run`` writes nothing anywhere. The rep and
+marketing's channel get a notice through the outbox. It never decides what is stale: that is
+the engine's verdict, stored by evaluate.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.config import RecycleConfig, Ruleset
+from worker.crm.client import CrmClient
+from worker.crm.records import CrmLead
+from worker.notices import RECYCLED, Notice
+from worker.pipeline.timing import direct_due_at
+from worker.store import outbox
+from worker.store.db import session_scope
+from worker.store.models import Lead, Owner, RecycleAudit, Touch, TouchLead
+
+log = logging.getLogger(__name__)
+
+#: The CRM property that holds the owner (HubSpot's; a Salesforce client maps its own).
+OWNER_PROPERTY = "hubspot_owner_id"
+
+
+@dataclass
+class RecycleItem:
+    lead_id: str
+    name: str
+    owner: str
+    reason: str
+    before: dict[str, str]
+    after: dict[str, str]
+    outcome: str  # recycled | would recycle | skipped: … | failed: …
+
+
+@dataclass
+class RecycleSummary:
+    run_id: str
+    dry_run: bool
+    due: int = 0
+    recycled: int = 0
+    skipped: int = 0
+    failed: int = 0
+    waiting: int = 0  # due but over the per-run cap
+    items: list[RecycleItem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "due": self.due,
+            "recycled": self.recycled,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "waiting": self.waiting,
+        }
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def recycle(
+    crm: CrmClient,
+    sessions: Callable[[], Session],
+    rules: Ruleset,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> RecycleSummary:
+    """One recycle run (see the module docstring)."""
+    summary = RecycleSummary(new_run_id(now), dry_run)
+    config = rules.config.recycle
+    if config is None:
+        return summary
+    with session_scope(sessions) as session:
+        due = list(
+            session.scalars(
+                select(Lead)
+                .where(
+                    Lead.recycle_reason.is_not(None),
+                    Lead.dirty.is_(False),
+                    Lead.archived.is_(False),
+                    Lead.owner_id.is_not(None),
+                )
+                .order_by(Lead.modified_at, Lead.id)
+            ).all()
+        )
+        meetings = _leads_with_future_meetings(session, [lead.id for lead in due], now)
+        owners = {o.id: o for o in session.scalars(select(Owner)).all()}
+    summary.due = len(due)
+    eligible: list[Lead] = []
+    for lead in due:
+        skip = None
+        if lead.id in meetings:
+            skip = "a meeting is booked"
+        elif (lead.lifecycle_stage or "") in config.skip_lifecycle_stages:
+            skip = f"lifecycle stage {lead.lifecycle_stage}"
+        if skip:
+            summary.skipped += 1
+            summary.items.append(_item(lead, owners, {}, {}, f"skipped: {skip}"))
+        else:
+            eligible.append(lead)
+    if len(eligible) > config.max_per_run:
+        summary.waiting = len(eligible) - config.max_per_run
+        log.warning(
+            "recycle cap reached: %d leads due, %d recycled this run (recycle.max_per_run), "
+            "%d wait for the next run",
+            len(eligible),
+            config.max_per_run,
+            summary.waiting,
+        )
+        eligible = eligible[: config.max_per_run]
+    if not eligible:
+        return summary
+
+    fresh = crm.get_leads([lead.id for lead in eligible])
+    planned: dict[str, tuple[Lead, dict[str, str], dict[str, str]]] = {}
+    for lead in eligible:
+        current = fresh.get(lead.id)
+        if current is None:
+            summary.skipped += 1
+            summary.items.append(_item(lead, owners, {}, {}, "skipped: gone from the CRM"))
+            continue
+        if current.modified_at > lead.modified_at:
+            # Touched, reassigned or edited since it was judged: judge it again first.
+            summary.skipped += 1
+            summary.items.append(
+                _item(lead, owners, {}, {}, "skipped: changed in the CRM since it was judged")
+            )
+            continue
+        after = _properties_to_write(config, lead.recycle_reason or "")
+        before = {name: _current_value(current, name) for name in after}
+        planned[lead.id] = (lead, before, after)
+    if dry_run:
+        for lead, before, after in planned.values():
+            summary.items.append(_item(lead, owners, before, after, "would recycle"))
+        summary.recycled = len(planned)  # in a dry run: how many would be
+        return summary
+
+    _audit(sessions, summary.run_id, planned, now)
+    result = crm.update_leads({lead_id: after for lead_id, (_, _, after) in planned.items()})
+    with session_scope(sessions) as session:
+        audits = {
+            a.lead_id: a
+            for a in session.scalars(
+                select(RecycleAudit).where(RecycleAudit.run_id == summary.run_id)
+            ).all()
+        }
+        notices: list[dict[str, object]] = []
+        for lead_id, (lead, before, after) in planned.items():
+            audit = audits[lead_id]
+            if lead_id in result.failed:
+                audit.outcome, audit.detail = "failed", result.failed[lead_id]
+                summary.failed += 1
+                summary.items.append(
+                    _item(lead, owners, before, after, f"failed: {result.failed[lead_id]}")
+                )
+                log.error("recycle of lead %s failed: %s", lead_id, result.failed[lead_id])
+                continue
+            audit.outcome = "done"
+            stored = session.get(Lead, lead_id)
+            if stored is not None:
+                stored.dirty = True  # the next sync brings the CRM's new state
+                stored.recycle_reason = None
+            summary.recycled += 1
+            summary.items.append(_item(lead, owners, before, after, "recycled"))
+            notices += _notices(rules, config, lead, owners, summary.run_id, now)
+        outbox.insert_outbox(session, notices)
+    return summary
+
+
+def undo(
+    crm: CrmClient, sessions: Callable[[], Session], run_id: str, now: datetime
+) -> RecycleSummary:
+    """Write back the values a run replaced; the audit rows are marked undone."""
+    summary = RecycleSummary(run_id, dry_run=False)
+    with session_scope(sessions) as session:
+        audits = list(
+            session.scalars(
+                select(RecycleAudit).where(
+                    RecycleAudit.run_id == run_id,
+                    RecycleAudit.outcome.in_(("done", "writing")),
+                )
+            ).all()
+        )
+    if not audits:
+        return summary
+    result = crm.update_leads({a.lead_id: dict(a.before) for a in audits})
+    with session_scope(sessions) as session:
+        for audit in audits:
+            row = session.get(RecycleAudit, audit.id)
+            assert row is not None
+            if audit.lead_id in result.failed:
+                row.detail = f"undo failed: {result.failed[audit.lead_id]}"
+                summary.failed += 1
+                continue
+            row.outcome = "undone"
+            row.detail = f"undone at {now.isoformat()}"
+            stored = session.get(Lead, audit.lead_id)
+            if stored is not None:
+                stored.dirty = True
+            summary.recycled += 1
+    return summary
+
+
+def _properties_to_write(config: RecycleConfig, reason: str) -> dict[str, str]:
+    after = dict(config.set)
+    if config.clear_owner:
+        after[OWNER_PROPERTY] = ""
+    if config.reason_property:
+        after[config.reason_property] = reason
+    return after
+
+
+def _current_value(lead: CrmLead, name: str) -> str:
+    value = lead.properties.get(name)
+    if value is None and name == OWNER_PROPERTY:
+        value = lead.owner_id
+    return value or ""
+
+
+def _audit(
+    sessions: Callable[[], Session],
+    run_id: str,
+    planned: Mapping[str, tuple[Lead, dict[str, str], dict[str, str]]],
+    now: datetime,
+) -> None:
+    """Record every write before it is made: a crash mid-run leaves rows in ``writing``,
+    which undo treats as written."""
+    with session_scope(sessions) as session:
+        for lead_id, (lead, before, after) in planned.items():
+            session.add(
+                RecycleAudit(
+                    run_id=run_id,
+                    lead_id=lead_id,
+                    owner_id=lead.owner_id,
+                    reason=lead.recycle_reason or "",
+                    before=before,
+                    after=after,
+                    outcome="writing",
+                    detail="",
+                    at=now,
+                )
+            )
+
+
+def _leads_with_future_meetings(session: Session, lead_ids: list[str], now: datetime) -> set[str]:
+    if not lead_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(TouchLead.lead_id)
+            .join(Touch, Touch.id == TouchLead.touch_id)
+            .where(
+                TouchLead.lead_id.in_(lead_ids),
+                Touch.kind == "meeting",
+                Touch.occurred_at > now,
+            )
+        ).all()
+    )
+
+
+def _name(lead: Lead) -> str:
+    return " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email or lead.id
+
+
+def _owner_name(owners: Mapping[str, Owner], owner_id: str | None) -> str:
+    owner = owners.get(owner_id or "")
+    if owner is None:
+        return owner_id or "nobody"
+    return " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
+
+
+def _item(
+    lead: Lead,
+    owners: Mapping[str, Owner],
+    before: dict[str, str],
+    after: dict[str, str],
+    outcome: str,
+) -> RecycleItem:
+    return RecycleItem(
+        lead.id,
+        _name(lead),
+        _owner_name(owners, lead.owner_id),
+        lead.recycle_reason or "",
+        before,
+        after,
+        outcome,
+    )
+
+
+def _notices(
+    rules: Ruleset,
+    config: RecycleConfig,
+    lead: Lead,
+    owners: Mapping[str, Owner],
+    run_id: str,
+    now: datetime,
+) -> list[dict[str, object]]:
+    """The rep and marketing hear of every recycled lead; one message each per run, since
+    notices due together for one recipient are grouped by deliver."""
+    owner = owners.get(lead.owner_id or "")
+    team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
+    record_url = rules.config.crm.record_url
+    notice = Notice(
+        kind=RECYCLED,
+        rule="recycle",
+        lead_id=lead.id,
+        lead_name=_name(lead),
+        company=lead.company,
+        priority=lead.priority,
+        record_url=record_url.replace("{id}", lead.id) if record_url else None,
+        deadline_at=now,
+        detail=f"{lead.recycle_reason} (run {run_id})",
+        level=0,
+        policy="",
+        rep_name=_owner_name(owners, lead.owner_id),
+        timezone=team.calendar.timezone,
+        team=team.name,
+    )
+    recipients = []
+    if owner is not None and owner.email:
+        recipients.append(f"email:{owner.email.lower()}")
+    if config.notify_channel:
+        recipients.append(f"channel:{config.notify_channel}")
+    due_at = direct_due_at(
+        now,
+        team.calendar,
+        group_wait=rules.config.notifications.group_wait,
+        quiet=rules.config.notifications.quiet_hours,
+    )
+    return [
+        {
+            "dedup_key": f"{lead.id}|recycle|{run_id}|{recipient}",
+            "kind": RECYCLED,
+            "lead_id": lead.id,
+            "rule": "recycle",
+            "level": 0,
+            "recipient": recipient,
+            "delivery": "direct",
+            "payload": notice.to_payload(),
+            "created_at": now,
+            "due_at": due_at,
+            "status": "pending",
+            "attempts": 0,
+        }
+        for recipient in recipients
+    ]
