@@ -524,3 +524,76 @@ def test_fail_next_can_send_malformed_json(fake: FakeHubSpot) -> None:
     assert response.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         json.loads(response.text)
+
+
+# -- scale and failure switches ---------------------------------------------------------------
+def test_fail_randomly_answers_a_seeded_share_with_hubspots_429_bodies(clock: Clock) -> None:
+    def answers() -> list[int]:
+        fake = FakeHubSpot(TOKEN, clock=clock)
+        fake.fail_randomly(0.2, 429, seed=3)
+        with fake:
+            return [search(fake).status_code for _ in range(60)]
+
+    first = answers()
+    assert first == answers()  # repeatable
+    assert 4 <= first.count(429) <= 20
+    fake = FakeHubSpot(TOKEN, clock=clock)
+    fake.fail_randomly(1.0, 429, seed=3)
+    with fake:
+        assert search(fake).json()["policyName"] == "SECONDLY"
+        owners = requests.get(fake.base_url + "/crm/v3/owners", headers=AUTH, timeout=5)
+        assert owners.json()["policyName"] == "TEN_SECONDLY_ROLLING"
+
+
+def test_during_search_edits_land_before_the_page_is_computed(fake: FakeHubSpot) -> None:
+    contact = fake.upsert_contact(firstname="before")
+    fake.during_search(lambda kind, body: fake.upsert_contact(contact, firstname="after"))
+    [result] = search(fake, properties=["firstname"]).json()["results"]
+    assert result["properties"]["firstname"] == "after"
+
+
+def test_the_indexed_search_answers_like_the_full_scan(fake: FakeHubSpot, clock: Clock) -> None:
+    for i in range(30):
+        fake.upsert_contact(firstname=f"n{i}")
+        if i % 4 == 0:
+            clock.advance(seconds=1)
+    at = T0 + timedelta(seconds=3)
+    ms = str(int(at.timestamp() * 1000))
+    bound = {"propertyName": "lastmodifieddate", "operator": "GTE", "value": ms}
+    sort = [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
+    fast = search(fake, filterGroups=[{"filters": [bound]}], sorts=sort, limit=100).json()
+    # Without a sort, the search takes the full scan (in id order, the same records).
+    slow = search(fake, filterGroups=[{"filters": [bound]}], limit=100).json()
+    assert sorted(r["id"] for r in fast["results"]) == [r["id"] for r in slow["results"]]
+    assert fast["total"] == slow["total"] == 21  # the contacts from T0 + 3 s on
+
+
+def test_a_merged_contact_leaves_search_and_answers_single_reads_as_its_survivor(
+    fake: FakeHubSpot,
+) -> None:
+    survivor, merged = fake.upsert_contact(), fake.upsert_contact()
+    fake.merge_contacts(survivor, merged)
+    ids = [r["id"] for r in search(fake, properties=["hs_merged_object_ids"]).json()["results"]]
+    assert ids == [survivor]
+    got = requests.get(f"{fake.base_url}/crm/v3/objects/contacts/{merged}", headers=AUTH, timeout=5)
+    assert got.json()["id"] == survivor
+
+
+def test_the_list_endpoint_shows_archived_records_only_when_asked(fake: FakeHubSpot) -> None:
+    kept, gone = fake.upsert_contact(), fake.upsert_contact()
+    fake.archive_contact(gone)
+    url = f"{fake.base_url}/crm/v3/objects/contacts"
+    live = requests.get(url, headers=AUTH, timeout=5).json()["results"]
+    archived = requests.get(url, params={"archived": "true"}, headers=AUTH, timeout=5).json()
+    assert [r["id"] for r in live] == [kept]
+    assert [r["id"] for r in archived["results"]] == [gone]
+    assert archived["results"][0]["archived"] is True and "archivedAt" in archived["results"][0]
+
+
+def test_batch_read_answers_207_for_unknown_ids(fake: FakeHubSpot) -> None:
+    known = fake.upsert_contact(firstname="Ann")
+    body = {"properties": ["firstname"], "inputs": [{"id": known}, {"id": "424242"}]}
+    answer = post(fake, "/crm/v3/objects/contacts/batch/read", body)
+    assert answer.status_code == 207
+    assert [r["id"] for r in answer.json()["results"]] == [known]
+    assert answer.json()["errors"][0]["context"]["ids"] == ["424242"]

@@ -571,3 +571,78 @@ def test_retries_never_retry_permanent_errors_or_wait_out_a_daily_limit(
     with pytest.raises(TransientError):
         client.list_owners()
     assert slept == []
+
+
+# -- write-back for recycle -----------------------------------------------------------------------
+def _batch_bodies(fake: FakeHubSpot) -> list[dict[str, Any]]:
+    path = "/crm/v3/objects/contacts/batch/update"
+    return [json.loads(r.body) for r in fake.requests if r.path == path]
+
+
+def test_update_leads_moves_a_later_lifecycle_stage_back_by_clearing_it_first(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    ids = [fake.upsert_contact(lifecyclestage="opportunity") for _ in range(3)]
+    result = client.update_leads(
+        {i: {"lifecyclestage": "lead", "hs_lead_status": "RECYCLED"} for i in ids}
+    )
+    assert sorted(result.written) == sorted(ids) and result.failed == {}
+    assert {fake.contact(i)["lifecyclestage"] for i in ids} == {"lead"}
+    clear, write = _batch_bodies(fake)  # two separate requests: batch order is not guaranteed
+    assert [i["properties"] for i in clear["inputs"]] == [{"lifecyclestage": ""}] * 3
+    assert {i["properties"]["lifecyclestage"] for i in write["inputs"]} == {"lead"}
+
+
+def test_update_leads_without_a_stage_is_one_batch_of_at_most_100(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    ids = [fake.upsert_contact(hs_lead_status="OPEN") for _ in range(150)]
+    result = client.update_leads({i: {"hs_lead_status": "RECYCLED"} for i in ids})
+    assert len(result.written) == 150
+    assert [len(body["inputs"]) for body in _batch_bodies(fake)] == [100, 50]
+
+
+def test_update_leads_writes_a_merged_away_id_through_a_single_patch(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    survivor, merged = fake.upsert_contact(), fake.upsert_contact()
+    fake.merge_contacts(survivor, merged)
+    result = client.update_leads({merged: {"hs_lead_status": "RECYCLED"}, "999999": {"x": "y"}})
+    assert result.written == (merged,)
+    assert list(result.failed) == ["999999"]
+    assert fake.contact(survivor)["hs_lead_status"] == "RECYCLED"
+
+
+def test_get_leads_rereads_in_batches_and_leaves_out_missing_ones(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    ids = [fake.upsert_contact(firstname=f"n{i}") for i in range(120)]
+    fake.archive_contact(ids[0])
+    found = client.get_leads([*ids, "999999"])
+    assert set(found) == set(ids[1:])
+    reads = [r for r in fake.requests if r.path.endswith("/batch/read")]
+    assert len(reads) == 2
+
+
+def test_a_lead_touched_after_judgement_shows_a_newer_modified_time_on_reread(
+    fake: FakeHubSpot, client: HubSpotClient, clock: Clock
+) -> None:
+    lead = fake.upsert_contact(firstname="Ann")
+    judged = client.get_leads([lead])[lead].modified_at
+    clock.advance(minutes=5)
+    fake.add_engagement("calls", {"hs_timestamp": "2026-11-20T09:05:00Z"}, [lead])
+    assert client.get_leads([lead])[lead].modified_at > judged  # the caller skips this lead
+
+
+def test_it_lists_archived_leads_across_pages(fake: FakeHubSpot, client: HubSpotClient) -> None:
+    ids = [fake.upsert_contact() for _ in range(130)]
+    for contact_id in ids[:105]:
+        fake.archive_contact(contact_id)
+    assert client.list_archived_lead_ids() == ids[:105]
+
+
+def test_it_reads_the_ids_merged_into_a_lead(fake: FakeHubSpot, client: HubSpotClient) -> None:
+    survivor, merged = fake.upsert_contact(), fake.upsert_contact()
+    fake.merge_contacts(survivor, merged)
+    [lead] = client.search_leads_changed_since(SINCE).items
+    assert (lead.id, lead.merged_ids) == (survivor, (merged,))

@@ -39,6 +39,11 @@ def make_app(settings: Settings) -> Celery:
             "task": "worker.tasks.recycle",
             "schedule": _schedule(config.recycle.schedule),
         }
+    if config.marketing is not None:
+        schedule["report"] = {
+            "task": "worker.tasks.report",
+            "schedule": _schedule(config.marketing.schedule),
+        }
     app.conf.update(
         beat_schedule=schedule,
         beat_schedule_filename=os.environ.get(

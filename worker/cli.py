@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("health", help="is delivery working? exit 1 when a part is failing")
 
+    report = sub.add_parser("report", help="compliance per rep, team and policy; marketing's side")
+    report.add_argument(
+        "--post", action="store_true", help="also queue marketing's part for its channel"
+    )
+
     recycle = sub.add_parser("recycle", help="hand stale leads back to marketing nurturing")
     recycle.add_argument("--dry-run", action="store_true", help="list what would change")
     recycle.add_argument("--undo", metavar="RUN_ID", help="write back what a run changed")
@@ -97,6 +102,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if command == "health":
         return _health(settings)
+    if command == "report":
+        return _report(settings, post=args.post)
     if command == "recycle":
         return _recycle(settings, dry_run=args.dry_run, undo_run=args.undo)
     if command == "demo":
@@ -138,6 +145,29 @@ def _check_config(path: Path) -> int:
         f"{path}: OK ({len(config.calendars)} calendars, {len(config.teams)} teams, "
         f"{len(config.policies)} policies, {len(config.escalation)} escalation levels)"
     )
+    return EXIT_OK
+
+
+def _report(settings: Settings, *, post: bool) -> int:
+    from worker.pipeline.context import build_context
+    from worker.pipeline.report import report_text
+    from worker.pipeline.stages import run_report
+    from worker.store.db import upgrade
+
+    upgrade(settings.database_url)
+    ctx = build_context(settings)
+    try:
+        report, queued = run_report(ctx, post=post)
+    finally:
+        ctx.close()
+    print(report_text(report))
+    if post:
+        print(
+            "marketing report queued for delivery"
+            if queued
+            else "nothing queued (no "
+            "marketing channel configured, or today's report was already queued)"
+        )
     return EXIT_OK
 
 

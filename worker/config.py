@@ -478,16 +478,51 @@ class RecycleConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) == 5:
-            return value
-        try:
-            parse_wall_duration(value)
-        except ValueError:
-            raise ValueError(
-                f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
-            ) from None
+        return _check_schedule(value)
+
+
+class MarketingConfig(_Strict):
+    """Marketing's side of the agreement: quota, complete leads, feedback."""
+
+    #: Qualified leads marketing promises to hand to sales each calendar month.
+    monthly_quota: PositiveInt
+    #: CRM properties a lead must have when handed over; a lead missing any is incomplete.
+    required_fields: list[str] = Field(
+        default_factory=lambda: ["firstname", "lastname", "company", "phone", "email"]
+    )
+    #: ``run``: an incomplete lead's clocks run anyway; ``wait``: they start when it is
+    #: complete (and it is not judged before).
+    incomplete_clock: Literal["run", "wait"] = "run"
+    #: Where the daily marketing report goes (quota pace, incomplete leads, feedback).
+    channel: str | None = None
+    #: Warn when the month's projected deliveries fall below this share of the quota.
+    pace_alert_below: float = Field(default=0.9, gt=0, le=1)
+    #: When the report goes out: a cron line in UTC or a duration.
+    schedule: str = "0 8 * * 1-5"
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("#"):
+            raise ValueError(f'"{value}" is not a channel like #marketing-ops')
         return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return _check_schedule(value)
+
+
+def _check_schedule(value: str) -> str:
+    if len(value.split()) == 5:
+        return value
+    try:
+        parse_wall_duration(value)
+    except ValueError:
+        raise ValueError(
+            f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
+        ) from None
+    return value
 
 
 def _default_escalation() -> list[EscalationLevelConfig]:
@@ -508,6 +543,8 @@ class SlaConfig(_Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     #: Absent: nothing is ever recycled.
     recycle: RecycleConfig | None = None
+    #: Absent: no marketing report, every lead counts as complete.
+    marketing: MarketingConfig | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> SlaConfig:

@@ -39,3 +39,9 @@ def deliver() -> dict[str, object]:
 @app.task(name="worker.tasks.recycle")  # type: ignore[untyped-decorator]
 def recycle() -> dict[str, object]:
     return stages.run_recycle(_context()).as_dict()
+
+
+@app.task(name="worker.tasks.report")  # type: ignore[untyped-decorator]
+def report() -> dict[str, object]:
+    built, queued = stages.run_report(_context(), post=True)
+    return {"queued": queued, "reps": len(built.by_rep)}

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from worker.config import Ruleset
 from worker.errors import AuthError, PermanentError, TransientError
 from worker.notices import Notice
+from worker.pipeline.report import REPORT
 from worker.slack.messages import SlackMessage, render_digest, render_notices
 from worker.store import outbox
 from worker.store.db import session_scope
@@ -131,6 +132,11 @@ def backoff(attempts: int, rng: Callable[[], float] = random.random) -> timedelt
     return timedelta(seconds=max(1.0, ceiling.total_seconds() * (0.5 + rng() / 2)))
 
 
+def _prerendered(row: OutboxMessage) -> SlackMessage:
+    """A report row carries its message ready-made."""
+    return SlackMessage(str(row.payload["text"]), list(row.payload.get("blocks") or []))
+
+
 def notices_of(rows: Sequence[OutboxMessage], tz: str | None = None) -> list[Notice]:
     """The rows' notices, with deadlines shown in ``tz`` (the reader's own zone) when known."""
     notices = [Notice.from_payload(r.payload) for r in rows]
@@ -152,8 +158,9 @@ def preview(sessions: Callable[[], Session], now: datetime) -> list[Rendered]:
     with session_scope(sessions) as session:
         for recipient in outbox.recipients_due(session, now):
             rows = outbox.pending_rows(session, recipient, now)
+            out += [Rendered(recipient, _prerendered(r)) for r in rows if r.kind == REPORT]
             for delivery in ("direct", "digest"):
-                chosen = [r for r in rows if r.delivery == delivery]
+                chosen = [r for r in rows if r.delivery == delivery and r.kind != REPORT]
                 if chosen:
                     out += [Rendered(recipient, m) for m in render_rows(chosen, now)]
     return out
@@ -280,7 +287,10 @@ def _plan_posts(
     rows: list[OutboxMessage],
     now: datetime,
 ) -> list[Post]:
-    posts: list[Post] = []
+    posts: list[Post] = [
+        Post(recipient, target.channel, _prerendered(r), [r.id]) for r in rows if r.kind == REPORT
+    ]
+    rows = [r for r in rows if r.kind != REPORT]
     digests = [r for r in rows if r.delivery == "digest"]
     if digests:
         messages = render_digest(notices_of(digests, target.tz), at=now)
@@ -412,8 +422,10 @@ def _hold_for_quiet_hours(
         return []
     held = []
     for row in rows:
+        if row.delivery == "digest" or row.kind == REPORT:
+            continue
         notice = Notice.from_payload(row.payload)
-        if row.delivery == "digest" or not notice.quiet or not notice.team:
+        if not notice.quiet or not notice.team:
             continue
         team = rules.teams.get(notice.team)
         if team is None or team.calendar.timezone == target.tz:
@@ -435,8 +447,8 @@ def _reroute(
     rerouted = 0
     fallback_rows = []
     for row in rows:
-        notice = Notice.from_payload(row.payload)
-        team = rules.teams.get(notice.team)
+        notice = Notice.from_payload(row.payload) if row.kind != REPORT else None
+        team = rules.teams.get(notice.team) if notice else None
         if row.recipient.startswith("channel:"):
             channel = rules.config.notifications.fallback_channel
             fallback = f"channel:{channel}" if channel else None
@@ -453,8 +465,14 @@ def _reroute(
                 reason,
             )
             continue
-        copy = replace(
-            notice, undeliverable_to=row.recipient.partition(":")[2], undeliverable_because=reason
+        payload = (
+            replace(
+                notice,
+                undeliverable_to=row.recipient.partition(":")[2],
+                undeliverable_because=reason,
+            ).to_payload()
+            if notice is not None
+            else row.payload  # a report goes to the fallback as it is
         )
         fallback_rows.append(
             {
@@ -465,7 +483,7 @@ def _reroute(
                 "level": row.level,
                 "recipient": fallback,
                 "delivery": row.delivery,
-                "payload": copy.to_payload(),
+                "payload": payload,
                 "created_at": now,
                 "due_at": now,
                 "status": "pending",

@@ -8,7 +8,7 @@ It never sends anything and never calls the CRM.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -105,11 +105,17 @@ def evaluate_bundle(
     row = bundle.lead
     if row.archived or row.owner_id is None:
         return None
+    marketing = rules.config.marketing
+    waits_for_completeness = marketing is not None and marketing.incomplete_clock == "wait"
+    if waits_for_completeness and row.missing_fields:
+        return None  # its clocks start when marketing completes it
     owner = bundle.owner
     team = rules.team_for(
         owner.email if owner is not None else None, owner.teams if owner is not None else []
     )
     lead, touches = engine_inputs(bundle)
+    if waits_for_completeness and row.complete_since and lead.assigned_at:
+        lead = replace(lead, assigned_at=max(lead.assigned_at, row.complete_since))
     policy = select_policy(lead, rules.policies)
     evaluation = evaluate_lead(
         lead, touches, policy, team.calendar, rules.touch_rules, rules.escalation, now
@@ -147,6 +153,7 @@ def _evaluate_one(
     summary: EvaluateSummary,
 ) -> None:
     row = bundle.lead
+    _track_completeness(row, rules)
     try:
         judged = evaluate_bundle(bundle, rules, now)
     except (ValueError, TypeError) as e:
@@ -223,3 +230,22 @@ def _outbox_row(
         "status": "pending",
         "attempts": 0,
     }
+
+
+def missing_fields(row: models.Lead, required: Sequence[str]) -> list[str]:
+    """The required CRM properties a lead lacks (empty or blank counts as missing)."""
+    properties = row.properties or {}
+    return [name for name in required if not str(properties.get(name) or "").strip()]
+
+
+def _track_completeness(row: models.Lead, rules: Ruleset) -> None:
+    """Record what a lead lacks, and when it became complete: the first time it is seen
+    complete after being incomplete, at the CRM change that completed it; a lead complete
+    from the start, at its creation."""
+    marketing = rules.config.marketing
+    missing = missing_fields(row, marketing.required_fields) if marketing else []
+    if not missing and row.complete_since is None:
+        row.complete_since = row.modified_at if row.missing_fields else row.created_at
+    elif missing:
+        row.complete_since = None
+    row.missing_fields = missing

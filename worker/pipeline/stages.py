@@ -12,6 +12,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.deliver import DeliverSummary, Rendered, deliver, preview
 from worker.pipeline.evaluate import EvaluateSummary, evaluate
 from worker.pipeline.recycle import RecycleSummary, recycle, undo
+from worker.pipeline.report import Report, build_report, queue_marketing_report
 from worker.pipeline.sync import SyncSummary, sync
 
 
@@ -42,6 +43,15 @@ def run_recycle(ctx: Context, *, dry_run: bool = False) -> RecycleSummary:
 
 def run_undo_recycle(ctx: Context, run_id: str) -> RecycleSummary:
     return undo(ctx.crm, ctx.sessions, run_id, ctx.clock())
+
+
+def run_report(ctx: Context, *, post: bool = False) -> tuple[Report, bool]:
+    """The compliance report; with ``post``, marketing's part is queued for its channel
+    (once a day) and goes out with the next deliver pass."""
+    now = ctx.clock()
+    report = build_report(ctx.sessions, ctx.rules, now)
+    queued = queue_marketing_report(ctx.sessions, ctx.rules, report, now) if post else False
+    return report, queued
 
 
 def run_preview(ctx: Context) -> list[Rendered]:

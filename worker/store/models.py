@@ -96,6 +96,10 @@ class Lead(Base):
     next_check_at: Mapped[datetime | None]
     #: From the engine: why the lead is due to go back to marketing (None: it is not).
     recycle_reason: Mapped[str | None] = mapped_column(Text)
+    #: Required fields (marketing.required_fields) the lead lacked when last evaluated.
+    missing_fields: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    #: When the lead was first seen complete (the clock start with incomplete_clock: wait).
+    complete_since: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_leads_dirty", "dirty"),

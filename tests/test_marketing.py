@@ -1,0 +1,126 @@
+"""Marketing's side of the agreement: complete leads, quota pace and sales' feedback, end to
+end against the fakes; and the compliance report as the CLI prints it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.world import CONFIG, World, make_world
+from worker.pipeline.context import Context
+from worker.pipeline.stages import run_once, run_report
+from worker.store.models import Lead
+
+MARKETING = """
+marketing:
+  monthly_quota: 10
+  channel: "#marketing-ops"
+  pace_alert_below: 0.9
+  incomplete_clock: %(clock)s
+"""
+MARKETING_CONFIG = (
+    CONFIG.replace(
+        "    warn_before: 15m\n", "    warn_before: 15m\n    return_statuses: [UNQUALIFIED]\n"
+    )
+    + MARKETING
+)
+
+
+@pytest.fixture(params=["run"])
+def clock_mode(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str, clock_mode: str) -> Iterator[World]:
+    config = MARKETING_CONFIG.replace("%(clock)s", clock_mode)
+    yield from make_world(tmp_path, database_url, config=config)
+
+
+def _complete(world: World, lead: str) -> None:
+    world.hubspot.upsert_contact(lead, phone="+49 30 1234567")
+
+
+def test_an_incomplete_lead_is_flagged_with_what_it_lacks(world: World, ctx: Context) -> None:
+    world.add_rep()
+    incomplete = world.add_lead(assigned_ago=timedelta(minutes=5), name="No Phone")
+    _complete(world, world.add_lead(assigned_ago=timedelta(minutes=5), name="Has Phone"))
+    run_once(ctx)
+    with ctx.sessions() as session:
+        assert session.get(Lead, incomplete).missing_fields == ["phone"]  # type: ignore[union-attr]
+    report, _ = run_report(ctx)
+    assert report.marketing is not None
+    assert report.marketing.incomplete_total == 1
+    assert report.marketing.incomplete == [(incomplete, "No Phone", ["phone"])]
+
+
+def test_marketing_hears_when_the_quota_pace_falls_behind(world: World, ctx: Context) -> None:
+    world.slack.add_channel("C0MKT", "marketing-ops")
+    world.add_rep()
+    for i in range(5):
+        _complete(world, world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead N{i}"))
+    run_once(ctx)
+    report, queued = run_report(ctx, post=True)
+    assert report.marketing is not None
+    # 5 leads by the 24th of a 30-day month: about 6 by month end, 64 % of 10.
+    assert (report.marketing.delivered, report.marketing.projected) == (5, 6)
+    assert report.marketing.below_pace
+    assert queued
+    run_once(ctx)
+    (post,) = world.slack.messages_in("marketing-ops")
+    assert "Below pace" in str(post.blocks) and "5 of 10 qualified leads" in str(post.blocks)
+    _, again = run_report(ctx, post=True)
+    assert not again  # once a day
+
+
+def test_sales_feedback_counts_returned_leads_per_source(world: World, ctx: Context) -> None:
+    world.add_rep()
+    for i, source in enumerate(["PAID_SOCIAL", "PAID_SOCIAL", "ORGANIC_SEARCH"]):
+        lead = world.add_lead(assigned_ago=timedelta(hours=1), name=f"Lead R{i}")
+        world.hubspot.upsert_contact(lead, hs_analytics_source=source, hs_lead_status="UNQUALIFIED")
+    run_once(ctx)
+    report, _ = run_report(ctx)
+    assert report.marketing is not None
+    assert {k: dict(v) for k, v in report.marketing.returns_by_source.items()} == {
+        "PAID_SOCIAL": {"UNQUALIFIED": 2},
+        "ORGANIC_SEARCH": {"UNQUALIFIED": 1},
+    }
+
+
+@pytest.mark.parametrize("clock_mode", ["wait"], indirect=True)
+def test_an_incomplete_leads_clock_can_wait_until_it_is_complete(
+    world: World, ctx: Context
+) -> None:
+    world.add_rep()
+    lead = world.add_lead(assigned_ago=timedelta(hours=3))
+    run_once(ctx)
+    assert world.slack.messages == []  # not judged while incomplete
+    _complete(world, lead)  # marketing adds the phone now: the 1h clock starts
+    world.clock.advance(timedelta(minutes=30))
+    run_once(ctx)
+    assert world.slack.messages == []
+    world.clock.advance(timedelta(minutes=45))
+    run_once(ctx)
+    assert len(world.slack.dms_to("U0LENA")) == 1
+
+
+def test_the_report_shows_compliance_per_rep_team_and_policy(
+    world: World, ctx: Context, tmp_path: Path
+) -> None:
+    from tests.test_cli import run
+
+    world.add_rep()
+    on_time = world.add_lead(assigned_ago=timedelta(hours=3), name="On Time")
+    world.add_call(on_time, at=world.clock.now - timedelta(hours=2, minutes=30))
+    world.add_lead(assigned_ago=timedelta(hours=3), name="Too Late")
+    run_once(ctx)
+    done = run("report", cwd=tmp_path, env=world.env())
+    assert done.returncode == 0, done.stderr
+    assert "Sales follow-up by rep:" in done.stdout
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("Lena Fischer"))
+    assert line.split()[2:] == ["50%", "1", "0", "1", "0"]
+    assert "Marketing: lead quota" in done.stdout

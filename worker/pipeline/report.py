@@ -1,0 +1,238 @@
+"""Report: compliance with the agreement on both sides, for people to review.
+
+Sales' side: per rep, team and policy, how many rule deadlines were met, met late or
+breached, and how many are still open (from the latest findings). Marketing's side: leads
+delivered this month against the quota with a month-end projection, incomplete leads and
+what they lack, and sales' feedback (statuses leads were returned with) per source. The
+figures are computed here from the store; posting queues one message in the outbox for
+marketing's channel (once per day). It changes nothing else.
+"""
+
+from __future__ import annotations
+
+import calendar as month_calendar
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.config import Ruleset
+from worker.slack.messages import escape
+from worker.store import outbox
+from worker.store.db import session_scope
+from worker.store.models import Finding, Lead, Owner
+
+REPORT = "report"
+MAX_INCOMPLETE_LISTED = 25
+
+
+@dataclass
+class Compliance:
+    met: int = 0
+    met_late: int = 0
+    breached: int = 0
+    open: int = 0
+
+    @property
+    def decided(self) -> int:
+        return self.met + self.met_late + self.breached
+
+    @property
+    def on_time_share(self) -> float | None:
+        return self.met / self.decided if self.decided else None
+
+    def add(self, state: str) -> None:
+        if state == "met":
+            self.met += 1
+        elif state == "met_late":
+            self.met_late += 1
+        elif state == "breached":
+            self.breached += 1
+        elif state in ("pending", "warning", "paused"):
+            self.open += 1
+
+
+@dataclass
+class MarketingFigures:
+    month: str
+    quota: int
+    delivered: int
+    projected: int
+    pace_share: float
+    below_pace: bool
+    incomplete: list[tuple[str, str, list[str]]]  # lead id, name, missing fields
+    incomplete_total: int
+    returns_by_source: dict[str, Counter[str]]
+
+
+@dataclass
+class Report:
+    generated_at: datetime
+    by_rep: dict[str, Compliance] = field(default_factory=dict)
+    by_team: dict[str, Compliance] = field(default_factory=dict)
+    by_policy: dict[str, Compliance] = field(default_factory=dict)
+    marketing: MarketingFigures | None = None
+
+
+def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime) -> Report:
+    report = Report(now)
+    with session_scope(sessions) as session:
+        owners = {o.id: o for o in session.scalars(select(Owner)).all()}
+        rows = session.execute(
+            select(Finding.state, Finding.policy, Lead.owner_id)
+            .join(Lead, Lead.id == Finding.lead_id)
+            .where(Finding.state != "not_applicable", Lead.archived.is_(False))
+        ).all()
+        for state, policy, owner_id in rows:
+            owner = owners.get(owner_id or "")
+            rep = _person(owner) if owner else "unassigned"
+            team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
+            for bucket, key in (
+                (report.by_rep, rep),
+                (report.by_team, team.name),
+                (report.by_policy, policy),
+            ):
+                bucket.setdefault(key, Compliance()).add(state)
+        if rules.config.marketing is not None:
+            report.marketing = _marketing(session, rules, now)
+    return report
+
+
+def _person(owner: Owner) -> str:
+    return " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
+
+
+def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigures:
+    config = rules.config.marketing
+    assert config is not None
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = month_calendar.monthrange(start.year, start.month)[1]
+    leads = session.scalars(
+        select(Lead).where(Lead.created_at >= start, Lead.archived.is_(False))
+    ).all()
+    delivered = len(leads)
+    elapsed = max((now - start).total_seconds() / 86400, 1.0)
+    projected = round(delivered * days / elapsed)
+    pace = projected / config.monthly_quota
+    incomplete_rows = [lead for lead in leads if lead.missing_fields]
+    incomplete = [
+        (
+            lead.id,
+            " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.id,
+            list(lead.missing_fields),
+        )
+        for lead in incomplete_rows[:MAX_INCOMPLETE_LISTED]
+    ]
+    returns = {status for policy in rules.policies for status in policy.return_statuses}
+    by_source: dict[str, Counter[str]] = defaultdict(Counter)
+    for lead in leads:
+        if lead.status in returns:
+            by_source[lead.source or "unknown source"][lead.status or ""] += 1
+    return MarketingFigures(
+        month=f"{start:%B %Y}",
+        quota=config.monthly_quota,
+        delivered=delivered,
+        projected=projected,
+        pace_share=pace,
+        below_pace=pace < config.pace_alert_below,
+        incomplete=incomplete,
+        incomplete_total=len(incomplete_rows),
+        returns_by_source=dict(by_source),
+    )
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def report_text(report: Report) -> str:
+    """The report for a terminal (``sla-worker report``)."""
+    lines = [f"SLA compliance report, {report.generated_at:%Y-%m-%d %H:%M} UTC", ""]
+    for title, bucket in (
+        ("by rep", report.by_rep),
+        ("by team", report.by_team),
+        ("by policy", report.by_policy),
+    ):
+        lines.append(f"Sales follow-up {title}:")
+        lines.append(
+            f"  {'':<24} {'on time':>8} {'met':>5} {'late':>5} {'breached':>9} {'open':>5}"
+        )
+        for name, c in sorted(bucket.items()):
+            lines.append(
+                f"  {name:<24} {_share(c.on_time_share):>8} {c.met:>5} {c.met_late:>5} "
+                f"{c.breached:>9} {c.open:>5}"
+            )
+        lines.append("")
+    if report.marketing is not None:
+        lines += _marketing_lines(report.marketing, markup=False)
+    return "\n".join(lines)
+
+
+def _marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
+    def safe(text: str) -> str:
+        return escape(text) if markup else text
+
+    bold = "*" if markup else ""
+    pace = (
+        f"{m.delivered} of {m.quota} qualified leads delivered in {m.month}; projected "
+        f"{m.projected} by month end ({m.pace_share:.0%} of quota)"
+    )
+    lines = [
+        f"{bold}Marketing: lead quota{bold}",
+        (
+            ":warning: Below pace: "
+            if m.below_pace and markup
+            else "BELOW PACE: "
+            if m.below_pace
+            else ""
+        )
+        + pace,
+        "",
+    ]
+    lines.append(f"{bold}Incomplete leads handed to sales: {m.incomplete_total}{bold}")
+    for lead_id, name, missing in m.incomplete:
+        lines.append(f"• {safe(name)} ({lead_id}): missing {safe(', '.join(missing))}")
+    if m.incomplete_total > len(m.incomplete):
+        lines.append(f"…and {m.incomplete_total - len(m.incomplete)} more")
+    lines.append("")
+    lines.append(f"{bold}Sales feedback: leads returned, by source{bold}")
+    if not m.returns_by_source:
+        lines.append("none this month")
+    for source, statuses in sorted(m.returns_by_source.items()):
+        detail = ", ".join(f"{safe(s)} {n}" for s, n in statuses.most_common())
+        lines.append(f"• {safe(source)}: {detail}")
+    return lines
+
+
+def queue_marketing_report(
+    sessions: Callable[[], Session], rules: Ruleset, report: Report, now: datetime
+) -> bool:
+    """Queue the marketing part for marketing's channel, once per UTC day; True if queued."""
+    config = rules.config.marketing
+    if config is None or config.channel is None or report.marketing is None:
+        return False
+    text = "\n".join(_marketing_lines(report.marketing, markup=True))[:3000]
+    recipient = f"channel:{config.channel}"
+    row = {
+        "dedup_key": f"report|marketing|{now:%Y-%m-%d}|{recipient}",
+        "kind": REPORT,
+        "lead_id": "",
+        "rule": REPORT,
+        "level": 0,
+        "recipient": recipient,
+        "delivery": "direct",
+        "payload": {
+            "text": f"Marketing report: {report.marketing.delivered} of "
+            f"{report.marketing.quota} leads delivered in {report.marketing.month}.",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        },
+        "created_at": now,
+        "due_at": now,
+        "status": "pending",
+        "attempts": 0,
+    }
+    with session_scope(sessions) as session:
+        return outbox.insert_outbox(session, [row]) == 1
