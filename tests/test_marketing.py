@@ -124,3 +124,24 @@ def test_the_report_shows_compliance_per_rep_team_and_policy(
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("Lena Fischer"))
     assert line.split()[2:] == ["50%", "1", "0", "1", "0"]
     assert "Marketing: lead quota" in done.stdout
+
+
+def test_an_early_return_is_a_breach_with_the_reps_stated_reason(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "    return_statuses: [UNQUALIFIED]\n",
+        "    return_statuses: [UNQUALIFIED]\n    min_open: 2d\n",
+    )
+    for world in make_world(tmp_path, sqlite_url, config=config):
+        ctx = world.context()
+        world.add_rep()
+        lead = world.add_lead(assigned_ago=timedelta(hours=3))
+        world.add_call(lead, at=world.clock.now - timedelta(hours=2, minutes=40))
+        world.clock.advance(timedelta(minutes=1))
+        world.hubspot.upsert_contact(lead, hs_lead_status="UNQUALIFIED")
+        run_once(ctx)
+        (dm,) = world.slack.dms_to("U0LENA")
+        assert "Returned to marketing too early" in dm.text
+        assert "reason given: UNQUALIFIED" in str(dm.blocks)
+        ctx.close()

@@ -94,6 +94,7 @@ def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
         record_url=record_url.replace("{id}", row.id) if record_url else None,
         owner_email=owner.email if owner is not None and not owner.archived else None,
         rep_name=rep_name,
+        status=row.status,
     )
 
 

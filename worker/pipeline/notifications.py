@@ -30,6 +30,8 @@ class LeadFacts:
     record_url: str | None
     owner_email: str | None
     rep_name: str
+    #: The CRM status: for an early return it is the rep's stated reason (UNQUALIFIED, …).
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ def drafts_for(
         drafts.append(Draft(key, kind, rule, level, recipient, notice))
 
     details = {r.rule.value: r.detail for r in evaluation.rules}
+    if facts.status and "early_return" in details:
+        details["early_return"] += f"; reason given: {facts.status}"
     for result in evaluation.rules:
         rule = result.rule.value
         if result.state is RuleState.WARNING and result.deadline_at is not None:

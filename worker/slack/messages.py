@@ -72,6 +72,10 @@ def _headline(notice: Notice) -> str:
         return f"{title}: done, late"
     if notice.kind == RECYCLED:
         return title
+    if notice.rule == "early_return":
+        # Not a missed deadline but a lead handed back too soon: say that.
+        what = "returned to marketing too early"
+        return f"Escalation: {what}" if notice.kind == ESCALATION else what.capitalize()
     if notice.kind == ESCALATION:
         return f"Escalation: {title.lower()} overdue"
     return f"{title} overdue"
