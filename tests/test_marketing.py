@@ -61,8 +61,9 @@ def test_an_incomplete_lead_is_flagged_with_what_it_lacks(world: World, ctx: Con
 def test_marketing_hears_when_the_quota_pace_falls_behind(world: World, ctx: Context) -> None:
     world.slack.add_channel("C0MKT", "marketing-ops")
     world.add_rep()
-    for i in range(5):
+    for i in range(4):
         _complete(world, world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead N{i}"))
+    world.add_lead(assigned_ago=timedelta(minutes=5), name="Phoneless Lead")
     run_once(ctx)
     report, queued = run_report(ctx, post=True)
     assert report.marketing is not None
@@ -73,6 +74,8 @@ def test_marketing_hears_when_the_quota_pace_falls_behind(world: World, ctx: Con
     run_once(ctx)
     (post,) = world.slack.messages_in("marketing-ops")
     assert "Below pace" in str(post.blocks) and "5 of 10 qualified leads" in str(post.blocks)
+    assert "Incomplete leads handed to sales: 1" in str(post.blocks)
+    assert "Phoneless Lead" in str(post.blocks) and "missing phone" in str(post.blocks)
     _, again = run_report(ctx, post=True)
     assert not again  # once a day
 
