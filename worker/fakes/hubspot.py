@@ -304,15 +304,6 @@ class FakeHubSpot(FakeServer):
         where = self.base_url if self._httpd is not None else "stopped"
         return f"FakeHubSpot({where})"
 
-    def start(self, port: int = 0) -> str:
-        url = super().start(port)
-        assert self._httpd is not None
-        # The handler writes headers and body separately; with Nagle's algorithm on, a body
-        # that ends in a small segment waits for the client's delayed ACK (40 ms on Linux) —
-        # per response, which makes a 100,000-record sync crawl.
-        self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return url
-
     @property
     def token(self) -> str:
         """The token this fake accepts (a made-up test credential, shown by ``fake-hubspot``)."""

@@ -96,6 +96,9 @@ class FakeServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are written separately; with Nagle's algorithm a small last
+            # segment waits for the client's delayed ACK (40 ms on Linux) on every response.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
