@@ -11,37 +11,20 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from tests.e2e.slack_fixtures import EpochClock, running_fake_slack
 from worker.fakes.slack import FakeSlack
 
 TOKEN = "xoxb-test-fake-slack-0001"
 
 
-class Clock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> Iterator[FakeSlack]:
-    slack = FakeSlack(TOKEN, clock=clock)
-    slack.add_user("U0LENA", "lena@example.com", "Lena Fischer", tz="Europe/Berlin")
-    slack.add_user("U0GONE", "gone@example.com", "Gone Person", deleted=True)
-    slack.add_channel("C0ESC", "sales-escalations")
-    slack.add_channel("C0OUT", "not-joined", is_member=False)
-    slack.add_channel("C0OLD", "old-news", is_archived=True)
-    slack.start()
-    yield slack
-    slack.stop()
+def fake(clock: EpochClock) -> Iterator[FakeSlack]:
+    yield from running_fake_slack(TOKEN, clock)
 
 
 @pytest.fixture
@@ -277,7 +260,7 @@ def test_fake_rejects_blocks_that_are_not_json(web: WebClient) -> None:
 
 
 # -- pacing ----------------------------------------------------------------------------------------
-def test_fake_paces_one_message_per_second_per_channel(clock: Clock) -> None:
+def test_fake_paces_one_message_per_second_per_channel(clock: EpochClock) -> None:
     with FakeSlack(TOKEN, clock=clock, channel_rate_per_s=1.0) as fake:
         assert isinstance(fake, FakeSlack)
         fake.add_channel("C0A", "a")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.e2e.slack_fixtures import EpochClock, running_fake_slack
 from worker.errors import AuthError, PermanentError, TransientError
 from worker.fakes.slack import FakeSlack
 from worker.slack import SentMessage, SlackClient, SlackUser
@@ -16,29 +17,14 @@ from worker.slack import SentMessage, SlackClient, SlackUser
 TOKEN = "xoxb-0000-secret-never-printed"
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> Iterator[FakeSlack]:
-    slack = FakeSlack(TOKEN, clock=clock)
-    slack.add_user("U0LENA", "lena@example.com", "Lena Fischer", tz="Europe/Berlin")
-    slack.add_user("U0GONE", "gone@example.com", "Gone Person", deleted=True)
-    slack.add_channel("C0ESC", "sales-escalations")
-    slack.add_channel("C0OUT", "not-joined", is_member=False)
-    slack.start()
-    yield slack
-    slack.stop()
+def fake(clock: EpochClock) -> Iterator[FakeSlack]:
+    yield from running_fake_slack(TOKEN, clock)
 
 
 @pytest.fixture
@@ -128,7 +114,7 @@ def test_it_waits_one_second_when_slack_gives_no_retry_after(
     assert caught.value.retry_after == timedelta(seconds=1)
 
 
-def test_it_maps_the_channel_pace_to_transient(clock: Clock) -> None:
+def test_it_maps_the_channel_pace_to_transient(clock: EpochClock) -> None:
     with FakeSlack(TOKEN, clock=clock, channel_rate_per_s=1.0) as fake:
         assert isinstance(fake, FakeSlack)
         fake.add_channel("C0ESC", "sales-escalations")

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -67,6 +68,29 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+
+def _check_schedule(value: str) -> str:
+    if len(value.split()) == 5:
+        return value
+    try:
+        parse_wall_duration(value)
+    except ValueError:
+        raise ValueError(
+            f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
+        ) from None
+    return value
+
+
+def _check_channel(value: str) -> str:
+    if not value.startswith("#"):
+        raise ValueError(f'"{value}" is not a channel like #sales-ops')
+    return value
+
+
+#: When a task runs: a duration ("1d") or a five-field cron line in UTC ("0 7 * * 1-5").
+Schedule = Annotated[str, AfterValidator(_check_schedule)]
+#: A Slack channel by name.
+ChannelName = Annotated[str, AfterValidator(_check_channel)]
 
 TouchKind = Literal["call", "email", "meeting", "note", "task"]
 
@@ -433,16 +457,9 @@ class NotificationsConfig(_Strict):
     #: team calendar's); a level with ``send_outside_hours: true`` is exempt.
     quiet_hours: bool = True
     #: Where notices go when their channel is missing, archived or the bot is not in it.
-    fallback_channel: str | None = None
+    fallback_channel: ChannelName | None = None
     #: How long a Slack user lookup by e-mail is trusted before it is asked again.
     user_cache_for: WallDuration = timedelta(hours=24)
-
-    @field_validator("fallback_channel")
-    @classmethod
-    def _channel_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("#"):
-            raise ValueError(f'"{value}" is not a channel like #sales-ops')
-        return value
 
 
 class RecycleConfig(_Strict):
@@ -464,21 +481,9 @@ class RecycleConfig(_Strict):
         default_factory=lambda: ["opportunity", "customer", "evangelist"]
     )
     #: Marketing's channel: one notice per run listing what was recycled and why.
-    notify_channel: str | None = None
+    notify_channel: ChannelName | None = None
     #: When the recycle task runs: a duration ("1d") or a cron line in UTC ("0 7 * * 1-5").
-    schedule: str = "0 7 * * 1-5"
-
-    @field_validator("notify_channel")
-    @classmethod
-    def _channel_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("#"):
-            raise ValueError(f'"{value}" is not a channel like #marketing-ops')
-        return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str) -> str:
-        return _check_schedule(value)
+    schedule: Schedule = "0 7 * * 1-5"
 
 
 class MarketingConfig(_Strict):
@@ -494,35 +499,11 @@ class MarketingConfig(_Strict):
     #: complete (and it is not judged before).
     incomplete_clock: Literal["run", "wait"] = "run"
     #: Where the daily marketing report goes (quota pace, incomplete leads, feedback).
-    channel: str | None = None
+    channel: ChannelName | None = None
     #: Warn when the month's projected deliveries fall below this share of the quota.
     pace_alert_below: float = Field(default=0.9, gt=0, le=1)
     #: When the report goes out: a cron line in UTC or a duration.
-    schedule: str = "0 8 * * 1-5"
-
-    @field_validator("channel")
-    @classmethod
-    def _channel_name(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("#"):
-            raise ValueError(f'"{value}" is not a channel like #marketing-ops')
-        return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str) -> str:
-        return _check_schedule(value)
-
-
-def _check_schedule(value: str) -> str:
-    if len(value.split()) == 5:
-        return value
-    try:
-        parse_wall_duration(value)
-    except ValueError:
-        raise ValueError(
-            f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
-        ) from None
-    return value
+    schedule: Schedule = "0 8 * * 1-5"
 
 
 def _default_escalation() -> list[EscalationLevelConfig]:

@@ -1,0 +1,30 @@
+"""The beat schedule comes from the config: every stage, each at its configured pace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from celery.schedules import crontab
+
+from worker.celery_app import make_app
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_beat_schedule_follows_the_config() -> None:
+    app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml")}))
+    schedule = app.conf.beat_schedule
+    assert set(schedule) == {"sync", "evaluate", "deliver", "recycle", "report"}
+    assert schedule["sync"]["schedule"] == 120.0
+    assert schedule["deliver"]["schedule"] == 15.0
+    assert schedule["sync"]["options"]["expires"] == 120.0  # no backlog of stale passes
+    recycle = schedule["recycle"]["schedule"]
+    assert isinstance(recycle, crontab)
+    assert recycle.hour == {7} and recycle.day_of_week == {1, 2, 3, 4, 5}
+    assert all(entry["task"].startswith("worker.tasks.") for entry in schedule.values())
+
+
+def test_without_recycle_and_marketing_sections_those_tasks_are_not_scheduled() -> None:
+    app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "worker/demo_config.yaml")}))
+    assert set(app.conf.beat_schedule) == {"sync", "evaluate", "deliver"}
