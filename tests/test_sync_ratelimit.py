@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.test_fake_hubspot import T0, TOKEN
 from worker.crm.hubspot import HubSpotClient
+from worker.errors import TransientError
 from worker.fakes.hubspot import FakeHubSpot
 from worker.pipeline.sync import sync
 from worker.ratelimit import (
@@ -167,3 +168,47 @@ def test_a_sync_within_the_budget_gets_no_429(
     assert stored == 40
     assert fake.counts["rate_limited"] == 0
     assert fake.counts["other"] > 4  # more than one ten-second window of the burst budget
+
+
+def test_a_429_pauses_the_bucket_for_everyone_sharing_it() -> None:
+    clock = VirtualClock()
+    limiter = LocalRateLimiter(SEARCH, clock=clock, sleep=clock.sleep)
+    limiter.pause("search", timedelta(seconds=10))
+    limiter.pause("search", timedelta(seconds=2))  # an earlier end never shortens a pause
+    limiter.acquire("search")
+    assert (clock.now - T0).total_seconds() == 10.0
+
+
+@pytest.mark.redis
+def test_a_429_seen_by_one_process_pauses_the_others(redis_url: str) -> None:
+    clock = VirtualClock()
+    told = RedisRateLimiter(redis_url, SEARCH, prefix="t2", clock=clock, sleep=clock.sleep)
+    other = RedisRateLimiter(redis_url, SEARCH, prefix="t2", clock=clock, sleep=clock.sleep)
+    told.pause("search", timedelta(seconds=10))
+    other.acquire("search")
+    assert (clock.now - T0).total_seconds() == 10.0
+
+
+def test_the_client_pauses_the_shared_budget_on_a_429() -> None:
+    clock = VirtualClock()
+    limiter = LocalRateLimiter(
+        {"burst": Budget(100, timedelta(seconds=10))}, clock=clock, sleep=clock.sleep
+    )
+    with FakeHubSpot(TOKEN, clock=clock) as fake:
+        client = HubSpotClient(fake.base_url, TOKEN, limiter=limiter)
+        fake.fail_next(
+            1,
+            429,
+            {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "policyName": "TEN_SECONDLY_ROLLING",
+            },
+            path_contains="/owners",
+            headers={"Retry-After": "7"},
+        )
+        with pytest.raises(TransientError):
+            client.list_owners()
+        client.list_owners()  # waits out the pause first
+    assert (clock.now - T0).total_seconds() >= 7.0

@@ -46,11 +46,18 @@ class RateLimiter(Protocol):
         """Return once one request may be sent in ``bucket`` (waiting if need be); a bucket
         without a budget is unlimited."""
 
+    def pause(self, bucket: str, wait: timedelta) -> None:
+        """The remote API said "too many" (a 429 with Retry-After): nobody sharing this
+        limiter sends in ``bucket`` for ``wait``, not just the process that was told."""
+
 
 class Unlimited:
     """No budget at all (clients built without a limiter, tests of other things)."""
 
     def acquire(self, bucket: str) -> None:
+        return None
+
+    def pause(self, bucket: str, wait: timedelta) -> None:
         return None
 
 
@@ -74,14 +81,32 @@ class _WindowLimiter:
             return
         window_us = int(budget.window * (1 + WINDOW_SLACK) / _US)
         while True:
-            now_us = (self._clock() - _EPOCH) // _US
+            now_us = self._now_us()
+            paused_us = self._paused_until(bucket) - now_us
+            if paused_us > 0:
+                self._sleep(paused_us / 1_000_000)
+                continue
             wait_us = self._try(bucket, budget.requests, window_us, now_us)
             if wait_us <= 0:
                 return
             self._sleep(wait_us / 1_000_000)
 
+    def pause(self, bucket: str, wait: timedelta) -> None:
+        if bucket in self.budgets and wait > timedelta(0):
+            self._pause_until(bucket, self._now_us() + wait // _US)
+
+    def _now_us(self) -> int:
+        return (self._clock() - _EPOCH) // _US
+
     def _try(self, bucket: str, limit: int, window_us: int, now_us: int) -> int:
         """Take a slot at ``now_us`` and return 0, or return the microseconds until one frees."""
+        raise NotImplementedError
+
+    def _paused_until(self, bucket: str) -> int:
+        raise NotImplementedError
+
+    def _pause_until(self, bucket: str, until_us: int) -> None:
+        """Record a pause; a later end wins over an earlier one."""
         raise NotImplementedError
 
 
@@ -98,6 +123,15 @@ class LocalRateLimiter(_WindowLimiter):
         super().__init__(budgets, clock=clock, sleep=sleep)
         self._lock = threading.Lock()
         self._sent: dict[str, deque[int]] = {name: deque() for name in self.budgets}
+        self._paused: dict[str, int] = {}
+
+    def _paused_until(self, bucket: str) -> int:
+        with self._lock:
+            return self._paused.get(bucket, 0)
+
+    def _pause_until(self, bucket: str, until_us: int) -> None:
+        with self._lock:
+            self._paused[bucket] = max(self._paused.get(bucket, 0), until_us)
 
     def _try(self, bucket: str, limit: int, window_us: int, now_us: int) -> int:
         with self._lock:
@@ -129,6 +163,17 @@ return tonumber(oldest[2]) + window - now
 """
 
 
+# KEYS[1]: the bucket's pause; ARGV[1]: its end (µs). Keeps the later end; expires itself.
+_PAUSE_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', 3600000)
+end
+return 0
+"""
+
+
 class RedisRateLimiter(_WindowLimiter):
     """The same sliding window in Redis, shared by every process using the same ``prefix``.
 
@@ -150,6 +195,7 @@ class RedisRateLimiter(_WindowLimiter):
         super().__init__(budgets, clock=clock, sleep=sleep)
         self._redis: Any = redis.Redis.from_url(redis_url, socket_timeout=5)
         self._script = self._redis.register_script(_SLIDING_WINDOW_LUA)
+        self._pause_script = self._redis.register_script(_PAUSE_LUA)
         self._prefix = prefix
 
     def __repr__(self) -> str:
@@ -159,6 +205,13 @@ class RedisRateLimiter(_WindowLimiter):
         member = f"{now_us}:{uuid.uuid4().hex}"
         key = f"{self._prefix}:{bucket}"
         return int(self._script(keys=[key], args=[now_us, window_us, limit, member]))
+
+    def _paused_until(self, bucket: str) -> int:
+        value = self._redis.get(f"{self._prefix}:{bucket}:paused-until")
+        return int(value) if value else 0
+
+    def _pause_until(self, bucket: str, until_us: int) -> None:
+        self._pause_script(keys=[f"{self._prefix}:{bucket}:paused-until"], args=[until_us])
 
 
 def make_rate_limiter(

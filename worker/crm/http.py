@@ -206,7 +206,14 @@ class CrmHttpClient:
             raise TransientError(
                 self.redact(f"{self.provider} {method} {path}: {type(e).__name__}")
             ) from e
-        self.raise_for_response(method, path, response)
+        try:
+            self.raise_for_response(method, path, response)
+        except TransientError as e:
+            if response.status_code == 429 and e.retry_after:
+                # Tell every worker sharing the budget, not only this one (HubSpot counts
+                # the portal's requests, whoever sends them).
+                self._limiter.pause(self.rate_bucket(method, path), e.retry_after)
+            raise
         try:
             return response.status_code, response.json()
         except ValueError as e:
