@@ -216,3 +216,22 @@ def test_the_pacer_sends_one_message_per_second_per_channel_while_others_go_on()
     for post in pacer.order(posts):
         sent.append((now[0], post.channel))
     assert sent == [(0.0, "A"), (0.0, "B"), (0.0, "C"), (1.0, "A"), (2.0, "A")]
+
+
+def test_a_token_revoked_at_lookup_keeps_every_row_and_turns_health_red(
+    world: World, ctx: Context
+) -> None:
+    from worker.store import outbox
+    from worker.store.db import session_scope
+
+    world.add_rep()
+    world.add_lead(assigned_ago=timedelta(hours=2))
+    world.slack.fail_next("users.lookupByEmail", "token_revoked")
+    result = run_once(ctx)
+    assert result["deliver"]["auth_failed"] is True  # type: ignore[index]
+    assert [(r.status, r.leased_until) for r in outbox_rows(ctx)] == [("pending", None)]
+    with session_scope(ctx.sessions) as session:
+        (check,) = outbox.health(session)
+        assert (check.component, check.ok) == ("slack", False)
+    run_once(ctx)
+    assert len(world.slack.dms_to("U0LENA")) == 1

@@ -264,20 +264,26 @@ def _plan_recipient(
         try:
             target = _target_for(slack, session, rules, recipient, now)
         except AuthError as e:
+            # Record it and give the rows back in this transaction; the pass stops below,
+            # once the transaction is committed.
             _auth_failed(session, e, now)
-            raise _Stop from None
+            for row in rows:
+                row.status, row.leased_until = "pending", None
+            summary.rows_retrying += len(rows)
         except TransientError as e:
             _reschedule(rows, now, e)
             summary.rows_retrying += len(rows)
             return []
-        if target is None:
-            summary.rows_rerouted += _reroute(session, rules, rows, "users_not_found", now)
-            summary.rows_failed += sum(1 for r in rows if r.status == "failed")
-            return []
-        held = _hold_for_quiet_hours(rules, rows, target, now)
-        summary.rows_held += len(held)
-        rows = [r for r in rows if r not in held]
-        return _plan_posts(session, recipient, target, rows, now)
+        else:
+            if target is None:
+                summary.rows_rerouted += _reroute(session, rules, rows, "users_not_found", now)
+                summary.rows_failed += sum(1 for r in rows if r.status == "failed")
+                return []
+            held = _hold_for_quiet_hours(rules, rows, target, now)
+            summary.rows_held += len(held)
+            rows = [r for r in rows if r not in held]
+            return _plan_posts(session, recipient, target, rows, now)
+    raise _Stop
 
 
 def _plan_posts(
