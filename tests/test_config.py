@@ -186,3 +186,24 @@ def test_the_yaml_file_is_commented_for_every_section() -> None:
     for section in data:
         assert f"{section}:" in text
     assert text.count("#") > 40
+
+
+def test_the_crm_is_asked_for_every_property_the_config_reads_or_writes() -> None:
+    rules = Ruleset(
+        parse_config(
+            minimal(
+                marketing={"monthly_quota": 10, "required_fields": ["email", "jobtitle"]},
+                recycle={
+                    "set": {"hs_lead_status": "RECYCLED", "nurture_track": "B"},
+                    "reason_property": "sla_recycle_reason",
+                },
+            )
+        )
+    )
+    assert rules.extra_crm_properties() == (
+        "email",
+        "jobtitle",
+        "hs_lead_status",
+        "nurture_track",
+        "sla_recycle_reason",
+    )

@@ -148,3 +148,20 @@ def test_an_early_return_is_a_breach_with_the_reps_stated_reason(
         assert "Returned to marketing too early" in dm.text
         assert "reason given: UNQUALIFIED" in str(dm.blocks)
         ctx.close()
+
+
+def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url: str) -> None:
+    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "  monthly_quota: 10\n", "  monthly_quota: 10\n  required_fields: [phone, jobtitle]\n"
+    )
+    for world in make_world(tmp_path, sqlite_url, config=config):
+        ctx = world.context()
+        world.add_rep()
+        with_title = world.add_lead(assigned_ago=timedelta(minutes=5), name="Has Title")
+        world.hubspot.upsert_contact(with_title, jobtitle="Head of Ops")
+        without = world.add_lead(assigned_ago=timedelta(minutes=5), name="No Title")
+        run_once(ctx)
+        with ctx.sessions() as session:
+            assert session.get(Lead, with_title).missing_fields == ["phone"]  # type: ignore[union-attr]
+            assert session.get(Lead, without).missing_fields == ["phone", "jobtitle"]  # type: ignore[union-attr]
+        ctx.close()

@@ -612,6 +612,19 @@ class Ruleset:
             self._zoned[key] = calendar
         return calendar
 
+    def extra_crm_properties(self) -> tuple[str, ...]:
+        """CRM properties the config reads or writes beyond the standard lead fields: the
+        required fields (completeness), and everything recycle writes (its before-values
+        are kept for undo, so they must be read)."""
+        names: list[str] = []
+        if self.config.marketing is not None:
+            names += self.config.marketing.required_fields
+        if self.config.recycle is not None:
+            names += list(self.config.recycle.set)
+            if self.config.recycle.reason_property:
+                names.append(self.config.recycle.reason_property)
+        return tuple(dict.fromkeys(names))
+
     def team_for(self, email: str | None, crm_teams: Sequence[str]) -> Team:
         """The first team whose ``owners`` match; the first team when none does."""
         for name, team in self.config.teams.items():

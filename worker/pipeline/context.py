@@ -79,6 +79,7 @@ def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
             status=crm.status_property,
             source=crm.source_property,
             score=crm.score_property,
+            extra=rules.extra_crm_properties(),
         ),
         max_retries=3,
         limiter=limiter,
