@@ -165,3 +165,33 @@ def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url
             assert session.get(Lead, with_title).missing_fields == ["phone"]  # type: ignore[union-attr]
             assert session.get(Lead, without).missing_fields == ["phone", "jobtitle"]  # type: ignore[union-attr]
         ctx.close()
+
+
+def test_each_team_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
+    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "  monthly_quota: 10\n", "  monthly_quota: 10\n  team_quotas: {sales: 4}\n"
+    )
+    for world in make_world(tmp_path, sqlite_url, config=config):
+        ctx = world.context()
+        world.add_rep()
+        for i in range(4):
+            world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead T{i}")
+        run_once(ctx)
+        report, _ = run_report(ctx)
+        assert report.marketing is not None
+        assert report.marketing.teams == {"sales": (4, 4, 5, False)}  # on pace: 125 %
+        ctx.close()
+
+
+def test_a_quota_for_an_unknown_team_names_the_key() -> None:
+    import yaml
+
+    from worker.config import parse_config
+    from worker.errors import ConfigError
+
+    data = yaml.safe_load(
+        MARKETING_CONFIG.replace("%(clock)s", "run").replace("%(send_resolved)s", "true")
+    )
+    data["marketing"]["team_quotas"] = {"apac": 5}
+    with pytest.raises(ConfigError, match=r'marketing\.team_quotas: "apac" is not a team'):
+        parse_config(data)

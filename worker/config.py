@@ -491,6 +491,8 @@ class MarketingConfig(_Strict):
 
     #: Qualified leads marketing promises to hand to sales each calendar month.
     monthly_quota: PositiveInt
+    #: Optional quotas per team (keys are team names); each team's pace is reported too.
+    team_quotas: dict[str, PositiveInt] = Field(default_factory=dict)
     #: CRM properties a lead must have when handed over; a lead missing any is incomplete.
     required_fields: list[str] = Field(
         default_factory=lambda: ["firstname", "lastname", "company", "phone", "email"]
@@ -536,6 +538,13 @@ class SlaConfig(_Strict):
                 problems.append(
                     f'teams.{name}.calendar: "{team.calendar}" is not a calendar (known: {known})'
                 )
+        if self.marketing is not None:
+            for quota_team in self.marketing.team_quotas:
+                if quota_team not in self.teams:
+                    known = ", ".join(sorted(self.teams))
+                    problems.append(
+                        f'marketing.team_quotas: "{quota_team}" is not a team (known: {known})'
+                    )
         names = [p.name for p in self.policies]
         for index, name in enumerate(names):
             if names.index(name) != index:

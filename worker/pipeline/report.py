@@ -66,6 +66,8 @@ class MarketingFigures:
     incomplete: list[tuple[str, str, list[str]]]  # lead id, name, missing fields
     incomplete_total: int
     returns_by_source: dict[str, Counter[str]]
+    #: Per team with a quota: (delivered, quota, projected, below pace).
+    teams: dict[str, tuple[int, int, int, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +133,23 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
     for lead in leads:
         if lead.status in returns:
             by_source[lead.source or "unknown source"][lead.status or ""] += 1
+    owners = {o.id: o for o in session.scalars(select(Owner)).all()}
+    per_team: Counter[str] = Counter()
+    for lead in leads:
+        owner = owners.get(lead.owner_id or "")
+        if owner is not None:
+            per_team[rules.team_for(owner.email, owner.teams).name] += 1
+    teams = {}
+    for team, quota in config.team_quotas.items():
+        team_projected = round(per_team[team] * days / elapsed)
+        teams[team] = (
+            per_team[team],
+            quota,
+            team_projected,
+            team_projected / quota < config.pace_alert_below,
+        )
     return MarketingFigures(
+        teams=teams,
         month=f"{start:%B %Y}",
         quota=config.monthly_quota,
         delivered=delivered,
@@ -192,6 +210,14 @@ def _marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
         + pace,
         "",
     ]
+    for team, (delivered, quota, projected, below) in sorted(m.teams.items()):
+        flag = (":warning: " if markup else "BELOW PACE: ") if below else ""
+        lines.append(
+            f"• {flag}{safe(team)}: {delivered} of {quota}, projected {projected} "
+            f"({projected / quota:.0%})"
+        )
+    if m.teams:
+        lines.append("")
     lines.append(f"{bold}Incomplete leads handed to sales: {m.incomplete_total}{bold}")
     for lead_id, name, missing in m.incomplete:
         lines.append(f"• {safe(name)} ({lead_id}): missing {safe(', '.join(missing))}")
