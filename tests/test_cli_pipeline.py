@@ -114,3 +114,22 @@ def test_recycle_dry_run_then_recycle_then_undo(tmp_path: Path, sqlite_url: str)
         undone = run("recycle", "--undo", run_id, cwd=tmp_path, env=env)
         assert "1 leads restored" in undone.stdout
         assert world.hubspot.contact(lead)["hs_lead_status"] == "OPEN"
+
+
+def test_backtest_shows_what_a_policy_change_would_do(world: World, tmp_path: Path) -> None:
+    from tests.e2e.world import CONFIG
+
+    world.add_rep()
+    world.add_lead(assigned_ago=timedelta(hours=2), name="Two Hours")
+    world.add_lead(assigned_ago=timedelta(minutes=10), name="Ten Minutes")
+    assert run("run-once", cwd=tmp_path, env=world.env()).returncode == 0
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(
+        (CONFIG % {"send_resolved": "true"}).replace("first_touch: 1h", "first_touch: 4h")
+    )
+    done = run("backtest", str(candidate), cwd=tmp_path, env=world.env())
+    assert done.returncode == 0, done.stderr
+    assert "over 2 judged leads" in done.stdout
+    assert "first_touch breached                      1          0" in done.stdout
+    assert "Two Hours: first_touch breached → pending" in done.stdout
+    assert len(world.slack.messages) == 1  # the backtest itself sent nothing

@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("health", help="is delivery working? exit 1 when a part is failing")
 
+    backtest = sub.add_parser(
+        "backtest", help="judge stored leads under a candidate config and show what changes"
+    )
+    backtest.add_argument("candidate", help="the candidate config file to compare with")
+    backtest.add_argument("--at", help="judge as of this ISO time (default: now)")
+
     report = sub.add_parser("report", help="compliance per rep, team and policy; marketing's side")
     report.add_argument(
         "--post", action="store_true", help="also queue marketing's part for its channel"
@@ -102,6 +108,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if command == "health":
         return _health(settings)
+    if command == "backtest":
+        return _backtest(settings, Path(args.candidate), args.at)
     if command == "report":
         return _report(settings, post=args.post)
     if command == "recycle":
@@ -145,6 +153,30 @@ def _check_config(path: Path) -> int:
         f"{path}: OK ({len(config.calendars)} calendars, {len(config.teams)} teams, "
         f"{len(config.policies)} policies, {len(config.escalation)} escalation levels)"
     )
+    return EXIT_OK
+
+
+def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from worker.config import load_ruleset
+    from worker.pipeline.backtest import backtest, backtest_text
+    from worker.store.db import make_engine, make_sessionmaker
+
+    current = load_ruleset(settings.config_path)
+    candidate = load_ruleset(candidate_path)
+    try:
+        at = datetime.fromisoformat(at_text) if at_text else datetime.now(UTC)
+    except ValueError:
+        raise ConfigError(f'--at: "{at_text}" is not an ISO time like 2026-11-24T10:00') from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    engine = make_engine(settings.database_url)
+    try:
+        result = backtest(make_sessionmaker(engine), current, candidate, at.astimezone(UTC))
+    finally:
+        engine.dispose()
+    print(backtest_text(result))
     return EXIT_OK
 
 
