@@ -195,3 +195,35 @@ def test_a_quota_for_an_unknown_team_names_the_key() -> None:
     data["marketing"]["team_quotas"] = {"apac": 5}
     with pytest.raises(ConfigError, match=r'marketing\.team_quotas: "apac" is not a team'):
         parse_config(data)
+
+
+def test_feedback_uses_the_reps_reason_and_the_campaign_when_configured(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "  monthly_quota: 10\n",
+        "  monthly_quota: 10\n  reason_property: disqualification_reason\n"
+        "  campaign_property: utm_campaign\n",
+    )
+    for world in make_world(tmp_path, sqlite_url, config=config):
+        ctx = world.context()
+        world.add_rep()
+        for i, (campaign, reason) in enumerate(
+            [("spring", "no budget"), ("spring", "no budget"), ("webinar", None)]
+        ):
+            lead = world.add_lead(assigned_ago=timedelta(hours=1), name=f"Lead F{i}")
+            world.hubspot.upsert_contact(
+                lead,
+                hs_analytics_source="PAID_SOCIAL",
+                utm_campaign=campaign,
+                disqualification_reason=reason,
+                hs_lead_status="UNQUALIFIED",
+            )
+        run_once(ctx)
+        report, _ = run_report(ctx)
+        assert report.marketing is not None
+        assert {k: dict(v) for k, v in report.marketing.returns_by_source.items()} == {
+            "PAID_SOCIAL / spring": {"no budget": 2},
+            "PAID_SOCIAL / webinar": {"UNQUALIFIED (no reason)": 1},
+        }
+        ctx.close()

@@ -497,6 +497,10 @@ class MarketingConfig(_Strict):
     required_fields: list[str] = Field(
         default_factory=lambda: ["firstname", "lastname", "company", "phone", "email"]
     )
+    #: Sales' feedback: the CRM property with the reason a rep gave when returning a lead
+    #: (unset: the lead status), counted per source and, if set, per campaign property.
+    reason_property: str | None = None
+    campaign_property: str | None = None
     #: ``run``: an incomplete lead's clocks run anyway; ``wait``: they start when it is
     #: complete (and it is not judged before).
     incomplete_clock: Literal["run", "wait"] = "run"
@@ -626,8 +630,10 @@ class Ruleset:
         required fields (completeness), and everything recycle writes (its before-values
         are kept for undo, so they must be read)."""
         names: list[str] = []
-        if self.config.marketing is not None:
-            names += self.config.marketing.required_fields
+        marketing = self.config.marketing
+        if marketing is not None:
+            names += marketing.required_fields
+            names += [p for p in (marketing.reason_property, marketing.campaign_property) if p]
         if self.config.recycle is not None:
             names += list(self.config.recycle.set)
             if self.config.recycle.reason_property:

@@ -131,8 +131,16 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
     returns = {status for policy in rules.policies for status in policy.return_statuses}
     by_source: dict[str, Counter[str]] = defaultdict(Counter)
     for lead in leads:
-        if lead.status in returns:
-            by_source[lead.source or "unknown source"][lead.status or ""] += 1
+        if lead.status not in returns:
+            continue
+        properties = lead.properties or {}
+        origin = lead.source or "unknown source"
+        if config.campaign_property:
+            origin += f" / {properties.get(config.campaign_property) or 'no campaign'}"
+        reason = lead.status or ""
+        if config.reason_property:
+            reason = str(properties.get(config.reason_property) or "") or f"{reason} (no reason)"
+        by_source[origin][reason] += 1
     owners = {o.id: o for o in session.scalars(select(Owner)).all()}
     per_team: Counter[str] = Counter()
     for lead in leads:
