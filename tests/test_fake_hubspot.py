@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from worker.fakes.hubspot import FakeHubSpot, hs_datetime
+from worker.fakes.hubspot import DEFAULT_DEAL_STAGES, FakeHubSpot, hs_datetime
 
 TOKEN = "pat-na1-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -597,3 +597,80 @@ def test_batch_read_answers_207_for_unknown_ids(fake: FakeHubSpot) -> None:
     assert answer.status_code == 207
     assert [r["id"] for r in answer.json()["results"]] == [known]
     assert answer.json()["errors"][0]["context"]["ids"] == ["424242"]
+
+
+# -- deals -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("stage", "closed", "expected"),
+    [
+        # Every stage of the default pipeline: only the last two are closed.
+        *[(s, None, "false") for s in DEFAULT_DEAL_STAGES[:-2]],
+        ("closedwon", None, "true"),
+        ("closedlost", None, "true"),
+        # A test can close a deal in a renamed stage, as a portal's own pipeline would.
+        ("contractsent", True, "true"),
+    ],
+)
+def test_a_deal_is_closed_in_the_closed_won_and_lost_stages(
+    fake: FakeHubSpot, stage: str, closed: bool | None, expected: str
+) -> None:
+    ann = fake.upsert_contact(firstname="Ann")
+    deal = fake.add_deal(stage=stage, contact_ids=[ann], closed=closed)
+    body = {"properties": ["hs_is_closed", "dealstage"], "inputs": [{"id": deal}]}
+    answer = post(fake, "/crm/v3/objects/deals/batch/read", body)
+    assert answer.status_code == 200
+    [result] = answer.json()["results"]
+    assert result["properties"]["hs_is_closed"] == expected
+    assert result["properties"]["dealstage"] == stage
+    assert result["properties"]["hs_lastmodifieddate"] == hs_datetime(T0)
+
+
+def test_a_deal_is_associated_with_its_contacts_both_ways(fake: FakeHubSpot) -> None:
+    ann, bob = fake.upsert_contact(firstname="Ann"), fake.upsert_contact(firstname="Bob")
+    deal = fake.add_deal(contact_ids=[ann, bob])
+    answer = post(
+        fake,
+        "/crm/v4/associations/contacts/deals/batch/read",
+        {"inputs": [{"id": ann}, {"id": bob}]},
+    ).json()
+    assert [(r["from"]["id"], r["to"][0]["toObjectId"]) for r in answer["results"]] == [
+        (ann, int(deal)),
+        (bob, int(deal)),
+    ]
+    assert answer["results"][0]["to"][0]["associationTypes"][0]["typeId"] == 4
+    back = post(fake, "/crm/v4/associations/deals/contacts/batch/read", {"inputs": [{"id": deal}]})
+    assert [t["toObjectId"] for t in back.json()["results"][0]["to"]] == [int(ann), int(bob)]
+    assert back.json()["results"][0]["to"][0]["associationTypes"][0]["typeId"] == 3
+
+
+def test_adding_a_deal_for_an_unknown_contact_fails(fake: FakeHubSpot) -> None:
+    with pytest.raises(KeyError):
+        fake.add_deal(contact_ids=["424242"])
+
+
+def test_the_deals_batch_read_answers_207_for_unknown_ids_and_caps_inputs(
+    fake: FakeHubSpot,
+) -> None:
+    deal = fake.add_deal(contact_ids=[fake.upsert_contact()])
+    body = {"properties": ["dealstage"], "inputs": [{"id": deal}, {"id": "424242"}]}
+    answer = post(fake, "/crm/v3/objects/deals/batch/read", body)
+    assert answer.status_code == 207
+    assert [r["id"] for r in answer.json()["results"]] == [deal]
+    assert answer.json()["errors"][0]["category"] == "OBJECT_NOT_FOUND"
+    assert answer.json()["errors"][0]["context"]["ids"] == ["424242"]
+    too_many = {"properties": [], "inputs": [{"id": str(i)} for i in range(101)]}
+    assert post(fake, "/crm/v3/objects/deals/batch/read", too_many).status_code == 400
+
+
+def test_moving_a_deal_to_another_stage_recalculates_hs_is_closed(
+    fake: FakeHubSpot, clock: Clock
+) -> None:
+    deal = fake.add_deal(contact_ids=[fake.upsert_contact()])
+    clock.advance(minutes=1)
+    fake.update_deal(deal, dealstage="closedwon")
+    assert fake.deal(deal)["hs_is_closed"] == "true"
+    assert fake.deal(deal)["hs_lastmodifieddate"] == hs_datetime(T0 + timedelta(minutes=1))
+    fake.update_deal(deal, dealstage="qualifiedtobuy")
+    assert fake.deal(deal)["hs_is_closed"] == "false"
+    fake.update_deal(deal, hs_is_closed=None)  # planted: the property missing
+    assert fake.deal(deal)["hs_is_closed"] is None

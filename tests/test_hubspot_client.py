@@ -646,3 +646,141 @@ def test_it_reads_the_ids_merged_into_a_lead(fake: FakeHubSpot, client: HubSpotC
     fake.merge_contacts(survivor, merged)
     [lead] = client.search_leads_changed_since(SINCE).items
     assert (lead.id, lead.merged_ids) == (survivor, (merged,))
+
+
+# -- open deals (recycle never hands back a lead sales is still working) -------------------------
+def _deal_reads(fake: FakeHubSpot) -> list[dict[str, Any]]:
+    path = "/crm/v3/objects/deals/batch/read"
+    return [json.loads(r.body) for r in fake.requests if r.path == path]
+
+
+def _deal_associations_reads(fake: FakeHubSpot) -> list[dict[str, Any]]:
+    path = "/crm/v4/associations/contacts/deals/batch/read"
+    return [json.loads(r.body) for r in fake.requests if r.path == path]
+
+
+def test_a_lead_with_an_open_deal_is_reported(fake: FakeHubSpot, client: HubSpotClient) -> None:
+    ann, bob = fake.upsert_contact(firstname="Ann"), fake.upsert_contact(firstname="Bob")
+    fake.add_deal(stage="contractsent", contact_ids=[ann])
+    fake.add_deal(stage="closedlost", contact_ids=[ann, bob])
+    assert client.leads_with_open_deals([ann, bob]) == {ann}
+    [read] = _deal_reads(fake)
+    assert set(read["properties"]) == {"hs_is_closed", "dealstage"}
+
+
+@pytest.mark.parametrize("stage", ["closedwon", "closedlost"])
+def test_a_lead_whose_only_deal_is_closed_is_not_reported(
+    fake: FakeHubSpot, client: HubSpotClient, stage: str
+) -> None:
+    lead = fake.upsert_contact()
+    fake.add_deal(stage=stage, contact_ids=[lead])
+    assert client.leads_with_open_deals([lead]) == set()
+
+
+def test_a_lead_without_deals_is_not_reported(fake: FakeHubSpot, client: HubSpotClient) -> None:
+    lead = fake.upsert_contact()
+    assert client.leads_with_open_deals([lead]) == set()  # 207 NO_ASSOCIATIONS_FOUND
+    assert _deal_reads(fake) == []
+
+
+def test_no_leads_ask_hubspot_nothing(fake: FakeHubSpot, client: HubSpotClient) -> None:
+    assert client.leads_with_open_deals([]) == set()
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("stage", "closed", "open_"),
+    [
+        # hs_is_closed decides, whatever the stage id says (portals rename stages).
+        ("contractsent", True, False),
+        ("closedwon", False, True),
+        # Without hs_is_closed, only the default pipeline's closed stage ids close a deal.
+        ("closedwon", None, False),
+        ("custom-stage-123", None, True),
+    ],
+)
+def test_hs_is_closed_decides_and_the_stage_is_the_fallback(
+    fake: FakeHubSpot, client: HubSpotClient, stage: str, closed: bool | None, open_: bool
+) -> None:
+    lead = fake.upsert_contact()
+    deal = fake.add_deal(stage=stage, contact_ids=[lead], closed=closed)
+    if closed is None:
+        fake.update_deal(deal, hs_is_closed=None)
+    assert client.leads_with_open_deals([lead]) == ({lead} if open_ else set())
+
+
+def test_a_deal_reopened_after_closing_counts_as_open(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    lead = fake.upsert_contact()
+    deal = fake.add_deal(stage="closedlost", contact_ids=[lead])
+    assert client.leads_with_open_deals([lead]) == set()
+    fake.update_deal(deal, dealstage="qualifiedtobuy")
+    assert client.leads_with_open_deals([lead]) == {lead}
+
+
+def test_many_leads_are_chunked_into_batch_requests(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    leads = [fake.upsert_contact() for _ in range(1_050)]
+    for lead in leads[:230]:
+        fake.add_deal(contact_ids=[lead])
+    fake.add_deal(stage="closedwon", contact_ids=[leads[-1]])
+    assert client.leads_with_open_deals([*leads, leads[0]]) == set(leads[:230])
+    # Associations: at most 1,000 inputs per request; each lead asked once.
+    assert [len(b["inputs"]) for b in _deal_associations_reads(fake)] == [1_000, 50]
+    # Deals: at most 100 per batch read.
+    assert [len(b["inputs"]) for b in _deal_reads(fake)] == [100, 100, 31]
+
+
+@pytest.mark.parametrize(
+    ("not_found", "open_"),
+    [
+        # Deleted since the association read: HubSpot's 207 OBJECT_NOT_FOUND names it.
+        (True, False),
+        # Neither a result nor an error for it: we cannot tell, so it stays open (fail safe).
+        (False, True),
+    ],
+)
+def test_a_deleted_deal_is_not_open_but_an_unanswered_one_is(
+    fake: FakeHubSpot, client: HubSpotClient, not_found: bool, open_: bool
+) -> None:
+    lead = fake.upsert_contact()
+    deal = fake.add_deal(contact_ids=[lead])
+    missing = [deal] if not_found else ["424242"]
+    error = {"category": "OBJECT_NOT_FOUND", "message": "gone", "context": {"ids": missing}}
+    fake.fail_next(
+        1,
+        207,
+        {"status": "COMPLETE", "results": [], "numErrors": 1, "errors": [error]},
+        path_contains="/crm/v3/objects/deals/batch/read",
+    )
+    assert client.leads_with_open_deals([lead]) == ({lead} if open_ else set())
+
+
+def test_an_unexpected_error_on_the_deals_read_is_transient(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    lead = fake.upsert_contact()
+    fake.add_deal(contact_ids=[lead])
+    error = {"category": "INTERNAL_ERROR", "message": "try again"}
+    fake.fail_next(
+        1,
+        207,
+        {"status": "COMPLETE", "results": [], "errors": [error]},
+        path_contains="/crm/v3/objects/deals/batch/read",
+    )
+    with pytest.raises(TransientError):
+        client.leads_with_open_deals([lead])
+
+
+def test_a_429_on_the_deals_read_is_a_transient_error(
+    fake: FakeHubSpot, client: HubSpotClient
+) -> None:
+    lead = fake.upsert_contact()
+    fake.add_deal(contact_ids=[lead])
+    fake.fail_next(1, 429, path_contains="/crm/v3/objects/deals/batch/read")
+    with pytest.raises(TransientError) as caught:
+        client.leads_with_open_deals([lead])
+    assert caught.value.retry_after == timedelta(seconds=10)  # TEN_SECONDLY_ROLLING
+    assert client.leads_with_open_deals([lead]) == {lead}  # and the next run succeeds

@@ -161,3 +161,18 @@ def test_the_per_run_cap_holds(world: World, ctx: Context) -> None:
         lead for lead in leads if world.hubspot.contact(lead)["hs_lead_status"] == "RECYCLED"
     ]
     assert len(recycled) == 2
+
+
+def test_a_lead_with_an_open_deal_is_never_recycled(world: World, ctx: Context) -> None:
+    world.add_rep()
+    open_deal = _worked_lead(world, "Open Deal Lead")
+    closed_deal = _worked_lead(world, "Closed Deal Lead")
+    world.hubspot.add_deal(stage="contractsent", contact_ids=[open_deal])
+    world.hubspot.add_deal(stage="closedlost", contact_ids=[closed_deal])
+    run_once(ctx)
+    summary = run_recycle(ctx)
+    assert summary.recycled == 1
+    assert world.hubspot.contact(open_deal)["hs_lead_status"] == "OPEN"
+    assert world.hubspot.contact(closed_deal)["hs_lead_status"] == "RECYCLED"
+    outcomes = {item.name: item.outcome for item in summary.items}
+    assert outcomes["Open Deal Lead"] == "skipped: it has an open deal"

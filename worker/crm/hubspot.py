@@ -1,5 +1,6 @@
-"""The HubSpot CRM client: reads leads (contacts), owners and touches (engagements) and writes
-lead properties back, over HubSpot's CRM v3 search/objects/owners and v4 associations APIs.
+"""The HubSpot CRM client: reads leads (contacts), owners, touches (engagements) and whether
+leads have open deals, and writes lead properties back, over HubSpot's CRM v3
+search/objects/owners and v4 associations APIs.
 
 It maps HubSpot's quirks (``after`` paging, the 10,000-result search cap, rate-limit policies,
 207 Multi-Status association reads, the forward-only lifecycle stage, epoch-ms or ISO dates)
@@ -62,6 +63,17 @@ _SECONDLY_MESSAGE = "You have reached your secondly limit."
 _LOCKED_WAIT = timedelta(seconds=2)
 
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
+
+# Deals: hs_is_closed is HubSpot's calculated "True if the deal was won or lost", read back as
+# the text "true"/"false" (knowledge.hubspot.com/crm-deals/hubspots-default-deal-properties;
+# exact definition text UNCONFIRMED). It follows each stage's closed won/lost setting, so it is
+# right in renamed and custom pipelines, where stage ids are not (pipelines guide: a deal
+# stage's metadata probability 1.0 is closed won, 0.0 closed lost). Only when it is missing do
+# we fall back to the ids of the default pipeline's two closed stages (of appointmentscheduled,
+# qualifiedtobuy, presentationscheduled, decisionmakerboughtin, contractsent, closedwon,
+# closedlost).
+_DEAL_PROPERTIES = ("hs_is_closed", "dealstage")
+_CLOSED_DEAL_STAGES = frozenset({"closedwon", "closedlost"})
 
 _EMAIL_DIRECTIONS = {
     "EMAIL": "outbound",
@@ -356,6 +368,44 @@ class HubSpotClient(CrmHttpClient):
             after = following
         raise PermanentError(f"HubSpot GET {path}: too many pages", code="PAGING")
 
+    def leads_with_open_deals(self, lead_ids: Sequence[str]) -> set[str]:
+        """The ids among ``lead_ids`` associated with at least one open deal.
+
+        One v4 association batch read (lead object -> deals, 1,000 leads per request), then
+        batch reads of those deals (100 per request) for ``hs_is_closed`` and ``dealstage``.
+        Recycle must never hand back a lead that sales is still working, so the reading fails
+        safe: a deal is open unless HubSpot says ``hs_is_closed`` is "true" (that calculated
+        property follows each stage's closed won/lost setting, portals rename stage ids), or,
+        only when the property is missing, its stage is one of the default pipeline's closed
+        stage ids; a deal the read leaves unanswered counts as open, a deleted one (207
+        OBJECT_NOT_FOUND) does not, and any other per-input error raises TransientError.
+        """
+        unique = list(dict.fromkeys(lead_ids))
+        if not unique:
+            return set()
+        deals_of = self._associated_ids(self.lead_object, unique, "deals")
+        deal_ids = list(dict.fromkeys(d for ids in deals_of.values() for d in ids))
+        settled: set[str] = set()  # closed or deleted
+        path = "/crm/v3/objects/deals/batch/read"
+        for start in range(0, len(deal_ids), _BATCH_MAX_INPUTS):
+            chunk = deal_ids[start : start + _BATCH_MAX_INPUTS]
+            body = {"properties": list(_DEAL_PROPERTIES), "inputs": [{"id": i} for i in chunk]}
+            _, data = self.request_json("POST", path, json=body)
+            data = _json_object(data, "POST", path)
+            for result in data.get("results") or []:
+                deal_id = _id(result)
+                props = result.get("properties") if isinstance(result, dict) else None
+                if deal_id is not None and isinstance(props, dict) and _deal_is_closed(props):
+                    settled.add(deal_id)
+            errors = data.get("errors") or []
+            self._check_batch_errors(path, errors)
+            for error in errors:
+                context = error.get("context") if isinstance(error, dict) else None
+                if isinstance(context, dict):
+                    settled.update(str(i) for i in context.get("ids") or [])
+        open_deals = set(deal_ids) - settled
+        return {lead for lead, ids in deals_of.items() if open_deals.intersection(ids)}
+
     def check_auth(self) -> None:
         """A cheap authenticated call; AuthError if HubSpot rejects the token."""
         self.request_json("GET", "/crm/v3/owners", params={"limit": "1"})
@@ -503,11 +553,14 @@ class HubSpotClient(CrmHttpClient):
             raise TransientError(f"HubSpot POST {path}: response has no results list")
         return results, _next_after(data)
 
-    def _associated_ids(self, object_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
-        """Lead ids per record id through the v4 batch read (one request per 1,000 ids, plus
-        one per input whose associations are paged — rare: >500 leads on one touch)."""
+    def _associated_ids(
+        self, object_type: str, ids: Sequence[str], to: str | None = None
+    ) -> dict[str, list[str]]:
+        """Ids of the associated ``to`` records (default: leads) per record id through the v4
+        batch read (one request per 1,000 ids, plus one per input whose associations are
+        paged — rare: >500 leads on one touch)."""
         found: dict[str, list[str]] = {i: [] for i in ids}
-        path = f"/crm/v4/associations/{object_type}/{self.lead_object}/batch/read"
+        path = f"/crm/v4/associations/{object_type}/{to or self.lead_object}/batch/read"
         pending = [{"id": i} for i in ids]
         for _ in range(_MAX_PAGES):
             if not pending:
@@ -527,16 +580,17 @@ class HubSpotClient(CrmHttpClient):
                 more = _next_after(result)
                 if more is not None:
                     pending.append({"id": from_id, "after": more})
-            self._check_association_errors(path, data.get("errors") or [])
+            self._check_batch_errors(path, data.get("errors") or [])
         raise PermanentError(f"HubSpot POST {path}: association paging did not end", code="PAGING")
 
     @staticmethod
-    def _check_association_errors(path: str, errors: list[Any]) -> None:
+    def _check_batch_errors(path: str, errors: list[Any]) -> None:
         # An input without associations comes back as a 207 error entry with subCategory
         # crm.associations.NO_ASSOCIATIONS_FOUND (category OBJECT_NOT_FOUND), not as an empty
         # list; a touch deleted since the search is OBJECT_NOT_FOUND too. Both mean "no leads".
         # Anything else means we cannot say which leads were touched: retry later rather than
-        # store a touch without its leads.
+        # store a touch without its leads. A batch read of records answers deleted ids with
+        # OBJECT_NOT_FOUND as well (gone), and anything else the same way (we cannot tell).
         for error in errors:
             if not isinstance(error, dict):
                 continue
@@ -770,6 +824,13 @@ def _touch(kind: str, result: Any, leads_of: Mapping[str, list[str]]) -> CrmTouc
         direction=direction,
         status=status.upper() if status else None,
     )
+
+
+def _deal_is_closed(props: Mapping[str, Any]) -> bool:
+    closed = _text(props.get("hs_is_closed"))
+    if closed is not None:
+        return closed.lower() == "true"
+    return (_text(props.get("dealstage")) or "").lower() in _CLOSED_DEAL_STAGES
 
 
 def _owner(item: Mapping[str, Any], archived: bool) -> CrmOwner | None:

@@ -2,13 +2,13 @@
 
 It speaks HubSpot's request and response shapes (search with filters, sorts and ``after``
 paging, owners, v4 association batch reads with their 207 Multi-Status, single and batch contact
-reads and writes, archived listings, merges), enforces the documented limits with HubSpot's error
-bodies (see /work/shared/API-FACTS.md and the sources cited below), and can inject failures —
-the next n requests, or a seeded random share of them — and modifications while a search is
-being paged, so the real client runs unchanged against it. It stays fast at 100,000 records (a
-sorted index per sort property) so that sync can be tested and benchmarked at scale. It must never
-listen beyond 127.0.0.1, never talk to the real HubSpot, and never record the token in its request
-log, echo it in a response or show it in a repr.
+reads and writes, deals associated with contacts, archived listings, merges), enforces the
+documented limits with HubSpot's error bodies (see /work/shared/API-FACTS.md and the sources
+cited below), and can inject failures — the next n requests, or a seeded random share of them —
+and modifications while a search is being paged, so the real client runs unchanged against it.
+It stays fast at 100,000 records (a sorted index per sort property) so that sync can be tested
+and benchmarked at scale. It must never listen beyond 127.0.0.1, never talk to the real HubSpot,
+and never record the token in its request log, echo it in a response or show it in a repr.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 from worker.fakes.server import FakeServer, Request, Response
 
 ENGAGEMENT_TYPES = ("calls", "emails", "meetings", "notes", "tasks")
-SEARCHABLE_TYPES = ("contacts", *ENGAGEMENT_TYPES)
+SEARCHABLE_TYPES = ("contacts", *ENGAGEMENT_TYPES, "deals")
 
 # URL object type names HubSpot accepts for the same object: plural, singular, type id.
 _OBJECT_ALIASES = {
@@ -38,16 +38,18 @@ _OBJECT_ALIASES = {
     "meetings": "meetings", "meeting": "meetings", "0-47": "meetings",
     "notes": "notes", "note": "notes", "0-46": "notes",
     "tasks": "tasks", "task": "tasks", "0-27": "tasks",
+    "deals": "deals", "deal": "deals", "0-3": "deals",
 }  # fmt: skip
 
-# HUBSPOT_DEFINED association type ids, engagement <-> contact (HubSpot's associations v4 docs,
-# "association type id values").
+# HUBSPOT_DEFINED association type ids, engagement/deal <-> contact (HubSpot's associations v4
+# docs, "association type id values").
 _ASSOCIATION_TYPE_IDS = {
     ("calls", "contacts"): 194, ("contacts", "calls"): 193,
     ("emails", "contacts"): 198, ("contacts", "emails"): 197,
     ("meetings", "contacts"): 200, ("contacts", "meetings"): 199,
     ("notes", "contacts"): 202, ("contacts", "notes"): 201,
     ("tasks", "contacts"): 204, ("contacts", "tasks"): 203,
+    ("deals", "contacts"): 3, ("contacts", "deals"): 4,
 }  # fmt: skip
 
 #: The standard lifecycle stages in their only allowed direction of travel.
@@ -86,6 +88,36 @@ ENGAGEMENT_PROPERTIES = frozenset(
         "hs_task_subject", "hs_task_body", "hs_task_status", "hs_task_priority", "hs_task_type",
     }
 )  # fmt: skip
+DEAL_PROPERTIES = frozenset(
+    {
+        "dealname", "dealstage", "pipeline", "amount", "closedate", "hubspot_owner_id",
+        "hs_is_closed", "createdate", "hs_lastmodifieddate", "hs_object_id",
+    }
+)  # fmt: skip
+# The stage ids of the "default" deal pipeline every portal starts with, in display order
+# (Appointment Scheduled 20 %, Qualified to Buy 40 %, Presentation Scheduled 60 %, Decision
+# Maker Bought-In 80 %, Contract Sent 90 %, Closed Won 100 %, Closed Lost 0 %). The ids are
+# the internal ids the API reads and writes (developers.hubspot.com/docs/api/crm/deals: "you
+# must use the internal ID of a deal stage"); HubSpot's reference pages do not list them, so
+# they are taken from portals' GET /crm/v3/pipelines/deals answers (UNCONFIRMED in an official
+# list). Portals rename and add stages and the ids stay, so closed-ness belongs to the stage's
+# metadata (pipelines guide: probability 1.0 closed won, 0.0 closed lost), not to its id.
+DEFAULT_DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
+# hs_is_closed: a calculated, read-only boolean deal property, "True if the deal was won or
+# lost" (its description as integrators quote HubSpot's property definitions; the default deal
+# properties article, knowledge.hubspot.com/crm-deals/hubspots-default-deal-properties, says a
+# move into a closed won or closed lost stage closes the deal; the exact definition text is
+# UNCONFIRMED). API reads return booleans as the strings "true"/"false". The fake derives it
+# from these two stages unless a test says otherwise.
+_CLOSED_DEAL_STAGES = frozenset({"closedwon", "closedlost"})
 DATETIME_PROPERTIES = frozenset(
     {
         "createdate", "lastmodifieddate", "notes_last_updated", "hubspot_owner_assigneddate",
@@ -99,6 +131,7 @@ _READ_ONLY_CONTACT_PROPERTIES = frozenset(
 _DEFAULT_PROPERTIES = {
     "contacts": ("createdate", "lastmodifieddate", "hs_object_id"),
     **{kind: ("hs_createdate", "hs_lastmodifieddate", "hs_object_id") for kind in ENGAGEMENT_TYPES},
+    "deals": ("createdate", "hs_lastmodifieddate", "hs_object_id", "dealname", "dealstage"),
 }
 
 _OPERATORS = frozenset(
@@ -269,6 +302,7 @@ class FakeHubSpot(FakeServer):
         self._known: dict[str, set[str]] = {
             "contacts": set(CONTACT_PROPERTIES) | set(properties),
             **{kind: set(ENGAGEMENT_PROPERTIES) for kind in ENGAGEMENT_TYPES},
+            "deals": set(DEAL_PROPERTIES),
         }
         # (object type, id) -> {(object type, id)}, kept symmetric.
         self._links: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -438,6 +472,59 @@ class FakeHubSpot(FakeServer):
             record.properties["hs_lastmodifieddate"] = hs_datetime(now)
             record.updated_at = now
             self._changed(kind)
+
+    def add_deal(
+        self,
+        *,
+        stage: str = "appointmentscheduled",
+        contact_ids: Sequence[str],
+        id: str | None = None,
+        closed: bool | None = None,
+    ) -> str:
+        """Create a deal in the default pipeline, associated with the contacts (both ways).
+
+        ``closed`` sets ``hs_is_closed``; None derives it from the stage (closed won/lost), as
+        HubSpot calculates it. The contacts themselves are not modified.
+        """
+        with self.lock:
+            unknown = [cid for cid in contact_ids if cid not in self._objects["contacts"]]
+            if unknown:
+                raise KeyError(f"no such contacts: {unknown}")
+            now = self._clock()
+            record = self._new_record("deals", id, now)
+            record.properties.update(
+                {
+                    "dealname": f"Deal {record.id}",
+                    "dealstage": stage,
+                    "pipeline": "default",
+                    "hs_is_closed": _deal_closed_text(stage, closed),
+                    "createdate": hs_datetime(now),
+                    "hs_lastmodifieddate": hs_datetime(now),
+                }
+            )
+            for contact_id in contact_ids:
+                self._link(("deals", record.id), ("contacts", contact_id))
+            return record.id
+
+    def update_deal(self, id: str, **properties: str | None) -> None:
+        """Edit a deal's raw properties ("" or None clears one). A new ``dealstage`` without an
+        ``hs_is_closed`` recalculates it, as HubSpot does."""
+        with self.lock:
+            record = self._objects["deals"][id]
+            self._known["deals"].update(properties)
+            record.properties.update({k: (v if v != "" else None) for k, v in properties.items()})
+            if "dealstage" in properties and "hs_is_closed" not in properties:
+                stage = record.properties.get("dealstage") or ""
+                record.properties["hs_is_closed"] = _deal_closed_text(stage, None)
+            now = self._clock()
+            record.properties["hs_lastmodifieddate"] = hs_datetime(now)
+            record.updated_at = now
+            self._changed("deals")
+
+    def deal(self, id: str) -> dict[str, str | None]:
+        """The deal's current properties (raises KeyError for an unknown id)."""
+        with self.lock:
+            return dict(self._objects["deals"][id].properties)
 
     def during_search(self, hook: Callable[[str, dict[str, Any]], None]) -> None:
         """Call ``hook(object type, request body)`` inside every valid search, before its
@@ -1286,6 +1373,13 @@ class FakeHubSpot(FakeServer):
             return int(raw)
         except ValueError as e:
             raise _Reject(_validation_error(f"{name} must be an integer")) from e
+
+
+def _deal_closed_text(stage: str, closed: bool | None) -> str:
+    """``hs_is_closed`` as HubSpot returns it: the text "true" or "false"."""
+    if closed is None:
+        closed = stage in _CLOSED_DEAL_STAGES
+    return "true" if closed else "false"
 
 
 def _expire(window: deque[datetime], before: datetime) -> None:

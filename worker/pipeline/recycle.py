@@ -2,7 +2,8 @@
 
 A run takes the leads whose latest evaluation says recycle is due, leaves out any with a
 future meeting or in a protected lifecycle stage, stops at the per-run cap, re-reads each lead
-from the CRM and skips it if it changed since it was judged, then writes the configured
+from the CRM and skips it if it changed since it was judged or has an open deal, then writes
+the configured
 properties. Every write is audited (before and after values, reason, run id) before it is
 made, so a run can be undone (:func:`undo`); ``dry_run`` writes nothing anywhere. The rep and
 marketing's channel get a notice through the outbox. It never decides what is stale: that is
@@ -127,13 +128,19 @@ def recycle(
     if not eligible:
         return summary
 
-    fresh = crm.get_leads([lead.id for lead in eligible])
+    ids = [lead.id for lead in eligible]
+    fresh = crm.get_leads(ids)
+    with_open_deals = crm.leads_with_open_deals(ids)
     planned: dict[str, tuple[Lead, dict[str, str], dict[str, str]]] = {}
     for lead in eligible:
         current = fresh.get(lead.id)
         if current is None:
             summary.skipped += 1
             summary.items.append(_item(lead, owners, {}, {}, "skipped: gone from the CRM"))
+            continue
+        if lead.id in with_open_deals:
+            summary.skipped += 1
+            summary.items.append(_item(lead, owners, {}, {}, "skipped: it has an open deal"))
             continue
         if current.modified_at > lead.modified_at:
             # Touched, reassigned or edited since it was judged: judge it again first.
