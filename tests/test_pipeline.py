@@ -4,7 +4,9 @@ and PostgreSQL: what Slack received is what the tests assert on."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from tests.e2e.world import World, outbox_rows
@@ -189,3 +191,29 @@ def test_only_changed_or_due_leads_are_evaluated(world: World, ctx: Context) -> 
     assert run_once(ctx)["evaluate"]["leads"] == 0  # type: ignore[index]
     world.clock.advance(timedelta(minutes=40))  # past the warning instant
     assert run_once(ctx)["evaluate"]["leads"] == 1  # type: ignore[index]
+
+
+def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
+    world: World, ctx: Context, tmp_path: Path
+) -> None:
+    from tests.test_cli import run
+    from worker.errors import AuthError
+
+    world.add_rep()
+    world.add_lead(assigned_ago=timedelta(hours=2))
+    world.hubspot.fail_next(
+        1,
+        401,
+        {
+            "status": "error",
+            "message": "Authentication credentials not found.",
+            "category": "INVALID_AUTHENTICATION",
+        },
+    )
+    with pytest.raises(AuthError):
+        run_once(ctx)
+    done = run("health", cwd=tmp_path, env=world.env())
+    assert done.returncode == 1 and "crm: FAILING" in done.stdout
+    run_once(ctx)  # the token works again: nothing was skipped
+    assert len(world.slack.dms_to("U0LENA")) == 1
+    assert run("health", cwd=tmp_path, env=world.env()).returncode == 0

@@ -8,25 +8,39 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from worker.errors import AuthError
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import DeliverSummary, Rendered, deliver, preview
 from worker.pipeline.evaluate import EvaluateSummary, evaluate
 from worker.pipeline.recycle import RecycleSummary, recycle, undo
 from worker.pipeline.report import Report, build_report, queue_marketing_report
 from worker.pipeline.sync import SyncSummary, sync
+from worker.store import outbox
+from worker.store.db import session_scope
 
 
 def run_sync(ctx: Context) -> SyncSummary:
+    """One sync pass; whether the CRM accepted our credentials is kept for ``health``."""
     crm = ctx.rules.config.crm
-    return sync(
-        ctx.crm,
-        ctx.sessions,
-        ctx.clock(),
-        touch_kinds=tuple(crm.touch_types),
-        cursor_prefix=crm.provider,
-        overlap=crm.sync_overlap,
-        track_archived=crm.track_archived,
-    )
+    try:
+        summary = sync(
+            ctx.crm,
+            ctx.sessions,
+            ctx.clock(),
+            touch_kinds=tuple(crm.touch_types),
+            cursor_prefix=crm.provider,
+            overlap=crm.sync_overlap,
+            track_archived=crm.track_archived,
+        )
+    except AuthError as e:
+        with session_scope(ctx.sessions) as session:
+            outbox.set_health(
+                session, "crm", False, f"the CRM rejected the token: {e.code}", ctx.clock()
+            )
+        raise
+    with session_scope(ctx.sessions) as session:
+        outbox.set_health(session, "crm", True, "", ctx.clock())
+    return summary
 
 
 def run_evaluate(ctx: Context) -> EvaluateSummary:
