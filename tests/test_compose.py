@@ -60,3 +60,9 @@ def test_every_service_built_from_this_repo_reads_only_the_documented_environmen
     for name, service in services().items():
         if "build" in service:
             assert set(service["environment"]) <= documented, name
+
+
+def test_the_worker_healthcheck_is_a_cli_command() -> None:
+    test = services()["worker"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "sla-worker"]
+    assert _parser().parse_args(test[2:]).command == "health"
