@@ -47,6 +47,7 @@ def test_run_once_sends_and_explain_tells_the_story(world: World, tmp_path: Path
     text = explained.stdout.lower()
     assert f"lead {lead}" in text and "policy default" in text
     assert "first touch" in text and "breach" in text
+    assert "assigned to lena fischer (101)" in text
 
 
 def test_explain_an_unknown_lead_says_so(world: World, tmp_path: Path) -> None:

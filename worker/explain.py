@@ -6,6 +6,8 @@ at the current time. Read-only: it changes nothing in the store or the CRM.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from worker.config import load_ruleset
 from worker.errors import SlaWorkerError
 from worker.pipeline.context import utc_now
@@ -15,6 +17,7 @@ from worker.sla import explain_lead, select_policy
 from worker.slack.messages import format_local
 from worker.store import queries
 from worker.store.db import make_engine, make_sessionmaker, session_scope
+from worker.store.models import Owner
 
 
 def explain_text(settings: Settings, lead_id: str) -> str:
@@ -33,8 +36,19 @@ def explain_text(settings: Settings, lead_id: str) -> str:
             lead, touches = engine_inputs(bundle)
             now = utc_now()
             policy = select_policy(lead, rules.policies)
+            names = {
+                o.id: " ".join(p for p in (o.first_name, o.last_name) if p) or o.email or o.id
+                for o in session.scalars(select(Owner)).all()
+            }
             entries = explain_lead(
-                lead, touches, policy, team.calendar, rules.touch_rules, rules.escalation, now
+                lead,
+                touches,
+                policy,
+                team.calendar,
+                rules.touch_rules,
+                rules.escalation,
+                now,
+                owner_names=names,
             )
     finally:
         engine.dispose()

@@ -27,7 +27,7 @@ Decisions the SLA text leaves open, made here:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -763,9 +763,19 @@ def explain_lead(
     touch_rules: TouchRules,
     escalation: EscalationPolicy,
     now: datetime,
+    owner_names: Mapping[str, str] | None = None,
 ) -> list[TimelineEntry]:
-    """A plain-words timeline of the lead's SLA, oldest first, for ``sla-worker explain``."""
+    """A plain-words timeline of the lead's SLA, oldest first, for ``sla-worker explain``.
+
+    ``owner_names`` (owner id → name) lets the story say who, not which id."""
     evaluation = evaluate_lead(lead, touches, policy, calendar, touch_rules, escalation, now)
+    names = owner_names or {}
+
+    def who(owner_id: str | None) -> str:
+        if owner_id is None:
+            return "unknown"
+        return f"{names[owner_id]} ({owner_id})" if owner_id in names else owner_id
+
     now_us = to_us(now)
     entries: list[tuple[datetime, int, str]] = []
 
@@ -780,7 +790,7 @@ def explain_lead(
         assigned = (
             "assigned" if lead.assigned_at else "assignment time unknown; clock from creation"
         )
-        say(started_at, f"{assigned} to {lead.owner_id}; first-touch clock starts")
+        say(started_at, f"{assigned} to {who(lead.owner_id)}; first-touch clock starts")
     say(
         started_at,
         f"policy {policy.name} applies (matches {match_in_words(policy.match)});"
@@ -794,7 +804,7 @@ def explain_lead(
             why = BEFORE_ASSIGNMENT
         if why is None and at > now_us:
             why = "in the future"
-        what = f"{touch.kind} by {touch.owner_id or 'unknown'}"
+        what = f"{touch.kind} by {who(touch.owner_id)}"
         say(touch.at, f"{what} counts as a touch" if why is None else f"{what} ignored: {why}")
     cp = _compiled_policy(policy)
     if cp.watch_statuses:
