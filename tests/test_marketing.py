@@ -121,8 +121,11 @@ def test_the_report_shows_compliance_per_rep_team_and_policy(
     world.add_call(on_time, at=world.clock.now - timedelta(hours=2, minutes=30))
     world.add_lead(assigned_ago=timedelta(hours=3), name="Too Late")
     run_once(ctx)
-    done = run("report", cwd=tmp_path, env=world.env())
+    done = run("report", "--csv", str(tmp_path / "c.csv"), cwd=tmp_path, env=world.env())
     assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert rows[0] == "scope,name,on_time_share,met,met_late,breached,open"
+    assert "rep,Lena Fischer,0.5000,1,0,1,0" in rows
     assert "Sales follow-up by rep:" in done.stdout
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("Lena Fischer"))
     assert line.split()[2:] == ["50%", "1", "0", "1", "0"]

@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--post", action="store_true", help="also queue marketing's part for its channel"
     )
+    report.add_argument("--csv", metavar="FILE", help="also write the compliance rows as CSV")
 
     recycle = sub.add_parser("recycle", help="hand stale leads back to marketing nurturing")
     recycle.add_argument("--dry-run", action="store_true", help="list what would change")
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if command == "backtest":
         return _backtest(settings, Path(args.candidate), args.at)
     if command == "report":
-        return _report(settings, post=args.post)
+        return _report(settings, post=args.post, csv_path=args.csv)
     if command == "recycle":
         return _recycle(settings, dry_run=args.dry_run, undo_run=args.undo)
     if command == "demo":
@@ -180,9 +181,9 @@ def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> 
     return EXIT_OK
 
 
-def _report(settings: Settings, *, post: bool) -> int:
+def _report(settings: Settings, *, post: bool, csv_path: str | None = None) -> int:
     from worker.pipeline.context import build_context
-    from worker.pipeline.report import report_text
+    from worker.pipeline.report import report_text, write_compliance_csv
     from worker.pipeline.stages import run_report
     from worker.store.db import upgrade
 
@@ -193,6 +194,8 @@ def _report(settings: Settings, *, post: bool) -> int:
     finally:
         ctx.close()
     print(report_text(report))
+    if csv_path:
+        print(f"{write_compliance_csv(report, csv_path)} compliance rows written to {csv_path}")
     if post:
         print(
             "marketing report queued for delivery"

@@ -270,3 +270,24 @@ def queue_marketing_report(
     }
     with session_scope(sessions) as session:
         return outbox.insert_outbox(session, [row]) == 1
+
+
+def write_compliance_csv(report: Report, path: str) -> int:
+    """Compliance rows (scope, name, on-time share, counts) as CSV for a spreadsheet; returns
+    the number of rows written."""
+    import csv
+
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["scope", "name", "on_time_share", "met", "met_late", "breached", "open"])
+        for scope, bucket in (
+            ("rep", report.by_rep),
+            ("team", report.by_team),
+            ("policy", report.by_policy),
+        ):
+            for name, c in sorted(bucket.items()):
+                share = "" if c.on_time_share is None else f"{c.on_time_share:.4f}"
+                writer.writerow([scope, name, share, c.met, c.met_late, c.breached, c.open])
+                rows += 1
+    return rows
