@@ -231,7 +231,27 @@ def test_a_token_revoked_at_lookup_keeps_every_row_and_turns_health_red(
     assert result["deliver"]["auth_failed"] is True  # type: ignore[index]
     assert [(r.status, r.leased_until) for r in outbox_rows(ctx)] == [("pending", None)]
     with session_scope(ctx.sessions) as session:
-        (check,) = outbox.health(session)
-        assert (check.component, check.ok) == ("slack", False)
+        health = {c.component: c.ok for c in outbox.health(session)}
+        assert health == {"crm": True, "slack": False}
     run_once(ctx)
     assert len(world.slack.dms_to("U0LENA")) == 1
+
+
+def test_a_notice_the_lead_outran_over_the_weekend_is_not_sent(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = Clock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday
+    for world in make_world(tmp_path, database_url, clock=clock, config=BERLIN_CONFIG):
+        ctx = world.context()
+        world.add_rep()
+        lead = world.add_lead(assigned_ago=timedelta(days=2))  # breached Thursday... held
+        run_once(ctx)  # the overdue notice waits for Monday 09:00
+        clock.now = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)  # Sunday: the rep calls
+        world.add_call(lead)
+        run_once(ctx)
+        clock.now = datetime(2026, 11, 30, 8, 1, tzinfo=UTC)  # Monday 09:01 Berlin
+        result = run_once(ctx)
+        assert world.slack.messages == []  # neither "overdue" nor "done, late"
+        assert result["deliver"]["rows_superseded"] >= 1  # type: ignore[index]
+        assert {r.status for r in outbox_rows(ctx)} == {"superseded"}
+        ctx.close()

@@ -29,6 +29,7 @@ def test_an_overdue_lead_reaches_its_rep_as_one_dm(world: World, ctx: Context) -
         "rows_failed": 0,
         "rows_rerouted": 0,
         "rows_held": 0,
+        "rows_superseded": 0,
         "auth_failed": False,
     }
     assert [r.status for r in outbox_rows(ctx)] == ["sent"]

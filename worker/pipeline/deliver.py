@@ -33,12 +33,12 @@ from sqlalchemy.orm import Session
 
 from worker.config import Ruleset
 from worker.errors import AuthError, PermanentError, TransientError
-from worker.notices import Notice
+from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING, Notice
 from worker.pipeline.report import REPORT
 from worker.slack.messages import SlackMessage, render_digest, render_notices
 from worker.store import outbox
 from worker.store.db import session_scope
-from worker.store.models import OutboxMessage
+from worker.store.models import Finding, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class DeliverSummary:
     rows_failed: int = 0
     rows_rerouted: int = 0
     rows_held: int = 0
+    rows_superseded: int = 0
     auth_failed: bool = False
     rendered: list[Rendered] = field(default_factory=list)
 
@@ -122,6 +123,7 @@ class DeliverSummary:
             "rows_failed": self.rows_failed,
             "rows_rerouted": self.rows_rerouted,
             "rows_held": self.rows_held,
+            "rows_superseded": self.rows_superseded,
             "auth_failed": self.auth_failed,
         }
 
@@ -261,6 +263,11 @@ def _plan_recipient(
         rows = outbox.claim_rows(session, recipient, now, lease_for, group_wait)
         if not rows:
             return []  # another sender holds them
+        superseded = _drop_superseded(session, rows)
+        summary.rows_superseded += len(superseded)
+        rows = [r for r in rows if r not in superseded]
+        if not rows:
+            return []
         try:
             target = _target_for(slack, session, rules, recipient, now)
         except AuthError as e:
@@ -414,6 +421,33 @@ def _target_for(
         session, address, user.id if user else None, user.tz if user else None, now
     )
     return Target(user.id, user.tz) if user else None
+
+
+#: The findings under which a notice of this kind is still true.
+_STILL_TRUE = {WARNING: {"warning"}, BREACH: {"breached"}, ESCALATION: {"breached"}}
+
+
+def _drop_superseded(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """Notices the lead outran while they waited (quiet hours, a weekend, a retry): a warning
+    or an overdue notice for a rule that is met by now, and a "done, late" for a breach that
+    was never announced. They are marked superseded and not sent: news that is no longer
+    true is noise."""
+    dropped = []
+    for row in rows:
+        if row.kind in _STILL_TRUE:
+            finding = session.get(Finding, (row.lead_id, row.rule))
+            if finding is not None and finding.state in _STILL_TRUE[row.kind]:
+                continue
+        elif row.kind == RESOLVED:
+            prefix = f"{row.lead_id}|{row.rule}|{row.payload.get('deadline_at')}|"
+            if outbox.announced(session, prefix, (BREACH, ESCALATION)):
+                continue
+        else:
+            continue
+        row.status, row.leased_until = "superseded", None
+        row.last_error = "no longer true when it could be sent"
+        dropped.append(row)
+    return dropped
 
 
 def _hold_for_quiet_hours(

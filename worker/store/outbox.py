@@ -187,3 +187,18 @@ def set_health(session: Session, component: str, ok: bool, detail: str, now: dat
 
 def health(session: Session) -> list[HealthCheck]:
     return list(session.scalars(select(HealthCheck).order_by(HealthCheck.component)).all())
+
+
+def announced(session: Session, key_prefix: str, kinds: Sequence[str]) -> bool:
+    """Whether a notice of one of ``kinds`` whose dedup key starts with ``key_prefix`` (lead,
+    rule, deadline) went out."""
+    found = session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.dedup_key.startswith(key_prefix, autoescape=True),
+            OutboxMessage.kind.in_(kinds),
+            OutboxMessage.status == "sent",
+        )
+        .limit(1)
+    )
+    return found is not None
