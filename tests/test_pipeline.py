@@ -89,18 +89,6 @@ def test_the_manager_gets_the_escalation_after_two_hours(world: World, ctx: Cont
     assert len(world.slack.dms_to("U0LENA")) == 1  # the rep is not told twice
 
 
-def test_a_late_touch_resolves_the_breach(world: World, ctx: Context) -> None:
-    world.add_rep()
-    lead = world.add_lead(assigned_ago=timedelta(hours=2))
-    run_once(ctx)
-    world.clock.advance(timedelta(minutes=10))
-    world.add_call(lead)
-    run_once(ctx)
-    texts = [m.text for m in world.slack.dms_to("U0LENA")]
-    assert len(texts) == 2
-    assert "done, late" in texts[1]
-
-
 def test_a_failed_send_stays_pending_and_is_retried(world: World, ctx: Context) -> None:
     world.add_rep()
     world.add_lead(assigned_ago=timedelta(hours=2))

@@ -87,6 +87,12 @@ def _check_channel(value: str) -> str:
     return value
 
 
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+#: A list that may be written as a single string (``notify: rep``, ``digest: "09:00"``).
+OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many)]
 #: When a task runs: a duration ("1d") or a five-field cron line in UTC ("0 7 * * 1-5").
 Schedule = Annotated[str, AfterValidator(_check_schedule)]
 #: A Slack channel by name.
@@ -147,7 +153,7 @@ class SchedulesConfig(_Strict):
     deliver: WallDuration = timedelta(seconds=15)
     #: Local times (each team's calendar time zone, business days only) at which managers'
     #: digests go out; escalation levels with ``digest: true`` wait for the next one.
-    digest: list[str] = Field(default_factory=lambda: ["09:00", "14:00"])
+    digest: OneOrMany = Field(default_factory=lambda: ["09:00", "14:00"])
 
     @field_validator("sync", "evaluate", "deliver")
     @classmethod
@@ -155,11 +161,6 @@ class SchedulesConfig(_Strict):
         if value < timedelta(seconds=1):
             raise ValueError("must be at least 1s")
         return value
-
-    @field_validator("digest", mode="before")
-    @classmethod
-    def _one_or_many_times(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @field_validator("digest")
     @classmethod
@@ -428,17 +429,12 @@ def _recipient(value: str) -> str:
 
 class EscalationLevelConfig(_Strict):
     after: Span
-    notify: list[str] = Field(min_length=1)
+    notify: OneOrMany = Field(min_length=1)
     #: Collect this level's notices into each recipient's next digest (schedules.digest)
     #: instead of sending them at once: managers get one summary, not a message per lead.
     digest: bool = False
     #: Send even outside the recipient's working hours (quiet hours do not apply).
     send_outside_hours: bool = False
-
-    @field_validator("notify", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @field_validator("notify")
     @classmethod

@@ -762,8 +762,7 @@ class FakeHubSpot(FakeServer):
         if len(inputs) > _BATCH_WRITE_MAX_INPUTS:
             raise _Reject(
                 _validation_error(
-                    f"Batch input limit exceeded: at most {_BATCH_WRITE_MAX_INPUTS} inputs, "
-                    f"got {len(inputs)}"
+                    _BATCH_LIMIT_EXCEEDED.format(limit=_BATCH_WRITE_MAX_INPUTS, got=len(inputs))
                 )
             )
         ids = [str(item.get("id")) for item in inputs if isinstance(item, dict)]
@@ -838,17 +837,11 @@ class FakeHubSpot(FakeServer):
         for kind in (from_kind, to_kind):
             if kind not in SEARCHABLE_TYPES:
                 raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
-        inputs = self._json_object(request).get("inputs")
-        if not isinstance(inputs, list) or not all(
-            isinstance(i, dict) and "id" in i for i in inputs
-        ):
-            raise _Reject(_validation_error('inputs: a list of {"id": ...} is required'))
-        if len(inputs) > _ASSOCIATIONS_MAX_INPUTS:
-            raise _Reject(
-                _validation_error(
-                    f"Too many inputs: at most {_ASSOCIATIONS_MAX_INPUTS}, got {len(inputs)}"
-                )
-            )
+        inputs = _id_inputs(
+            self._json_object(request),
+            _ASSOCIATIONS_MAX_INPUTS,
+            "Too many inputs: at most {limit}, got {got}",
+        )
         type_id = _ASSOCIATION_TYPE_IDS.get((from_kind, to_kind), 0)
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
@@ -906,18 +899,7 @@ class FakeHubSpot(FakeServer):
         if kind not in SEARCHABLE_TYPES:
             raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
         body = self._json_object(request)
-        inputs = body.get("inputs")
-        if not isinstance(inputs, list) or not all(
-            isinstance(i, dict) and "id" in i for i in inputs
-        ):
-            raise _Reject(_validation_error('inputs: a list of {"id": ...} is required'))
-        if len(inputs) > _BATCH_WRITE_MAX_INPUTS:
-            raise _Reject(
-                _validation_error(
-                    f"Batch input limit exceeded: at most {_BATCH_WRITE_MAX_INPUTS} inputs, "
-                    f"got {len(inputs)}"
-                )
-            )
+        inputs = _id_inputs(body, _BATCH_WRITE_MAX_INPUTS, _BATCH_LIMIT_EXCEEDED)
         requested = [str(p) for p in body.get("properties") or []]
         results: list[dict[str, Any]] = []
         missing: list[str] = []
@@ -1447,3 +1429,16 @@ def _compare(name: str, actual: str, wanted: str) -> int | None:
         a_text, b_text = actual.casefold(), wanted.casefold()
         return (a_text > b_text) - (a_text < b_text)
     return (a_num > b_num) - (a_num < b_num)
+
+
+_BATCH_LIMIT_EXCEEDED = "Batch input limit exceeded: at most {limit} inputs, got {got}"
+
+
+def _id_inputs(body: dict[str, Any], limit: int, too_many: str) -> list[dict[str, Any]]:
+    """A batch body's ``inputs``: a list of ``{"id": …}`` of at most ``limit`` entries."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and "id" in i for i in inputs):
+        raise _Reject(_validation_error('inputs: a list of {"id": ...} is required'))
+    if len(inputs) > limit:
+        raise _Reject(_validation_error(too_many.format(limit=limit, got=len(inputs))))
+    return inputs
