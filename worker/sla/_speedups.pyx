@@ -421,7 +421,6 @@ cdef Cal native_calendar(object cal, i64 now):
 # -- compiled policies ---------------------------------------------------------------------------
 
 cdef class Pol:
-    cdef object compiled  # evaluate._CompiledPolicy
     cdef object name
     cdef object not_applicable
     cdef bint has_first_touch, has_warn, has_within, has_max_gap, has_min_time, has_min_open
@@ -434,7 +433,6 @@ cdef class Pol:
     cdef int nrules
 
     def __cinit__(self, cp):
-        self.compiled = cp
         policy = cp.policy
         self.name = policy.name
         self.not_applicable = cp.not_applicable
@@ -479,15 +477,20 @@ cdef class Pol:
 cdef dict _POLS = {}
 
 
-cdef Pol native_policy(object policy):
-    cp = _compiled_policy(policy)
-    cdef Pol native = _POLS.get(id(cp))
-    if native is None or native.compiled is not cp:
-        if len(_POLS) > 256:
-            _POLS.clear()
-        native = Pol(cp)
-        _POLS[id(cp)] = native
+cdef object cached_native(dict cache, object source, object make):
+    """``make(source)``, made once per source object (kept with it: ids are reused)."""
+    entry = cache.get(id(source))
+    if entry is not None and entry[0] is source:
+        return entry[1]
+    if len(cache) > 256:
+        cache.clear()
+    native = make(source)
+    cache[id(source)] = (source, native)
     return native
+
+
+cdef Pol native_policy(object policy):
+    return <Pol>cached_native(_POLS, _compiled_policy(policy), Pol)
 
 
 # -- one lead -------------------------------------------------------------------------------------
@@ -896,7 +899,6 @@ cdef tuple recycle(Facts f, Pol p, Clock window):
 cdef class Esc:
     """evaluate._CompiledEscalation as C numbers."""
 
-    cdef object compiled
     cdef Py_ssize_t nlevels
     cdef i64 *days
     cdef i64 *times
@@ -906,7 +908,6 @@ cdef class Esc:
     cdef i64 rep_days, rep_time
 
     def __cinit__(self, ce):
-        self.compiled = ce
         self.nlevels = len(ce.levels)
         self.days = int_array([level[0] for level in ce.levels])
         self.times = int_array([level[1] for level in ce.levels])
@@ -925,14 +926,7 @@ cdef dict _ESCS = {}
 
 
 cdef Esc native_escalation(object escalation):
-    ce = _compiled_escalation(escalation)
-    cdef Esc native = _ESCS.get(id(ce))
-    if native is None or native.compiled is not ce:
-        if len(_ESCS) > 256:
-            _ESCS.clear()
-        native = Esc(ce)
-        _ESCS[id(ce)] = native
-    return native
+    return <Esc>cached_native(_ESCS, _compiled_escalation(escalation), Esc)
 
 
 cdef i64 repeats(Cal cal, i64 due, i64 days, i64 time, i64 now, i64 *following_out) except -1:
