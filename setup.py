@@ -29,7 +29,10 @@ def extensions() -> list[Extension]:
         define_macros=[("SLA_SPEEDUPS_SOURCE_SHA", f'"{digest}"')],
         optional=True,
     )
-    return cythonize([extension], compiler_directives={"language_level": "3"}, quiet=True)
+    built = cythonize([extension], compiler_directives={"language_level": "3"}, quiet=True)
+    for item in built:
+        item.optional = True  # cythonize's copies drop the flag
+    return built
 
 
 setup(ext_modules=extensions())

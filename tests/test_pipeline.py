@@ -205,4 +205,5 @@ def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
     assert done.returncode == 1 and "crm: FAILING" in done.stdout
     run_once(ctx)  # the token works again: nothing was skipped
     assert len(world.slack.dms_to("U0LENA")) == 1
-    assert run("health", cwd=tmp_path, env=world.env()).returncode == 0
+    done = run("health", cwd=tmp_path, env=world.env())
+    assert done.returncode == 0 and "engine: " in done.stdout
