@@ -27,7 +27,7 @@ from worker.notices import BREACH, ESCALATION, Notice
 from worker.pipeline.deliver import deliver
 from worker.slack.client import SlackClient
 from worker.store.db import make_engine, make_sessionmaker, upgrade
-from worker.store.models import OutboxMessage
+from worker.store.models import Finding, OutboxMessage
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -116,7 +116,22 @@ def main() -> int:
                     escalation,
                 )
             )
+        # The verdicts the notices stand on: deliver drops a notice whose breach is no longer
+        # true (superseded), so every lead here is still breached.
+        findings = [
+            {
+                "lead_id": str(i),
+                "rule": "first_touch",
+                "policy": "default",
+                "state": "breached",
+                "deadline_at": NOW - timedelta(minutes=i % 600),
+                "detail": "no touch yet",
+                "evaluated_at": NOW,
+            }
+            for i in range(args.breaches)
+        ]
         with sessions() as session:
+            session.execute(insert(Finding), findings)
             session.execute(insert(OutboxMessage), rows)
             session.commit()
 
@@ -132,12 +147,14 @@ def main() -> int:
     print(f"recipients:      {recipients} ({args.reps} reps, {args.managers} managers)")
     print(f"messages:        {summary.messages} (rows sent {summary.rows_sent})")
     print(f"pace refusals:   {summary.rows_retrying} rows retried after a 429")
+    print(f"superseded:      {summary.rows_superseded} rows (must be 0: every breach stands)")
     print(f"wall time:       {wall:.1f} s")
     print(
         f"breaches={args.breaches} recipients={recipients} messages={summary.messages} "
         f"wall_s={wall:.1f} retried={summary.rows_retrying}"
     )
-    return 0 if summary.rows_retrying == 0 and summary.messages <= recipients else 1
+    sent_all = summary.rows_sent == len(rows) and summary.rows_superseded == 0
+    return 0 if sent_all and summary.rows_retrying == 0 and summary.messages <= recipients else 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from worker.config import Ruleset
@@ -398,8 +399,9 @@ def _send(
             row.last_error = None
             row.slack_channel = sent.channel
             row.slack_ts = sent.ts
-        for lead_id in post.opens_threads_for:
-            outbox.remember_thread(session, post.recipient, lead_id, sent.channel, sent.ts, now)
+        outbox.remember_threads(
+            session, post.recipient, post.opens_threads_for, sent.channel, sent.ts, now
+        )
     summary.rows_sent += len(post.row_ids)
     return True
 
@@ -432,11 +434,11 @@ def _drop_superseded(session: Session, rows: list[OutboxMessage]) -> list[Outbox
     or an overdue notice for a rule that is met by now, and a "done, late" for a breach that
     was never announced. They are marked superseded and not sent: news that is no longer
     true is noise."""
+    states = _finding_states(session, {(r.lead_id, r.rule) for r in rows if r.kind in _STILL_TRUE})
     dropped = []
     for row in rows:
         if row.kind in _STILL_TRUE:
-            finding = session.get(Finding, (row.lead_id, row.rule))
-            if finding is not None and finding.state in _STILL_TRUE[row.kind]:
+            if states.get((row.lead_id, row.rule)) in _STILL_TRUE[row.kind]:
                 continue
         elif row.kind == RESOLVED:
             prefix = f"{row.lead_id}|{row.rule}|{row.payload.get('deadline_at')}|"
@@ -448,6 +450,19 @@ def _drop_superseded(session: Session, rows: list[OutboxMessage]) -> list[Outbox
         row.last_error = "no longer true when it could be sent"
         dropped.append(row)
     return dropped
+
+
+def _finding_states(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The current state of each (lead, rule) finding, in a few queries rather than one a row."""
+    states: dict[tuple[str, str], str] = {}
+    pairs = sorted(keys)
+    for i in range(0, len(pairs), 500):
+        query = select(Finding.lead_id, Finding.rule, Finding.state).where(
+            tuple_(Finding.lead_id, Finding.rule).in_(pairs[i : i + 500])
+        )
+        for lead_id, rule, state in session.execute(query):
+            states[(lead_id, rule)] = state
+    return states
 
 
 def _hold_for_quiet_hours(

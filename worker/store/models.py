@@ -220,6 +220,14 @@ class OutboxMessage(Base):
             sqlite_where=text("status <> 'sent'"),
         ),
         Index("ix_outbox_lead_id", "lead_id"),
+        # A claim takes one recipient's sendable rows (outbox.claim_rows).
+        Index(
+            "ix_outbox_recipient_unsent",
+            "recipient",
+            "status",
+            postgresql_where=text("status <> 'sent'"),
+            sqlite_where=text("status <> 'sent'"),
+        ),
     )
 
 

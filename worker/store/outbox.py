@@ -166,15 +166,22 @@ def threads_for(session: Session, recipient: str, lead_ids: Iterable[str]) -> di
     return {row.lead_id: row.ts for row in rows}
 
 
-def remember_thread(
-    session: Session, recipient: str, lead_id: str, channel: str, ts: str, now: datetime
+def remember_threads(
+    session: Session,
+    recipient: str,
+    lead_ids: Iterable[str],
+    channel: str,
+    ts: str,
+    now: datetime,
 ) -> None:
-    if session.get(SlackThread, (recipient, lead_id)) is None:
-        session.add(
-            SlackThread(
-                recipient=recipient, lead_id=lead_id, channel=channel, ts=ts, created_at=now
-            )
-        )
+    """The message ``ts`` becomes the thread of each lead not yet named to this recipient."""
+    ids = list(dict.fromkeys(lead_ids))
+    known = threads_for(session, recipient, ids)
+    session.add_all(
+        SlackThread(recipient=recipient, lead_id=lead_id, channel=channel, ts=ts, created_at=now)
+        for lead_id in ids
+        if lead_id not in known
+    )
 
 
 def set_health(session: Session, component: str, ok: bool, detail: str, now: datetime) -> None:
