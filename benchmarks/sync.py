@@ -14,6 +14,7 @@ The last line is machine-readable: ``contacts=100000 rate_share=0.98 lost_pages=
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -52,7 +53,7 @@ class VirtualClock:
             self.now += timedelta(seconds=seconds)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--database-url", default=None)
@@ -132,7 +133,9 @@ def main() -> None:
         f"contacts={len(stored)} rate_share={rate_share:.2f} lost_pages={len(lost)} "
         f"throttled={fake.counts['rate_limited']} wall_s={wall:.0f}"
     )
+    # A figure over a store that lost contacts would be meaningless: say so in the exit code.
+    return 0 if not lost and len(stored) == len(expected) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

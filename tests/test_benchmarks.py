@@ -1,0 +1,50 @@
+"""The benchmarks still measure what they say: each runs at a small size and exits 0.
+
+No figure is asserted here (speed is the benchmarks' business, printed, never a test); what is
+checked is that the run did its work — every lead judged, every notice sent, every contact
+stored — so that a change elsewhere cannot leave a benchmark timing an empty loop.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def figures(line: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in line.split())
+
+
+def test_engine_benchmark_judges_every_lead() -> None:
+    last = figures(run("engine.py", "--leads", "3000"))
+    assert last["leads"] == "3000" and int(last["leads_per_s"]) > 0
+    assert last["engine"] in {"compiled", "python"}
+
+
+@pytest.mark.slow
+def test_delivery_benchmark_sends_one_message_per_recipient() -> None:
+    last = figures(run("delivery.py", "--breaches", "60", "--reps", "6", "--managers", "2"))
+    assert last["recipients"] == "8" and last["messages"] == "8" and last["retried"] == "0"
+
+
+@pytest.mark.slow
+def test_sync_benchmark_stores_every_contact() -> None:
+    last = figures(run("sync.py", "--contacts", "1500"))
+    assert last["contacts"] == "1500" and last["lost_pages"] == "0"
