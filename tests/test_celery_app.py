@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_beat_schedule_follows_the_config() -> None:
     app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml")}))
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"sync", "evaluate", "deliver", "recycle", "report"}
+    assert set(schedule) == {"sync", "evaluate", "deliver", "prune", "recycle", "report"}
+    assert schedule["prune"]["schedule"] == 6 * 3600.0
     assert schedule["sync"]["schedule"] == 120.0
     assert schedule["deliver"]["schedule"] == 15.0
     assert schedule["sync"]["options"]["expires"] == 120.0  # no backlog of stale passes
@@ -27,4 +28,4 @@ def test_the_beat_schedule_follows_the_config() -> None:
 
 def test_without_recycle_and_marketing_sections_those_tasks_are_not_scheduled() -> None:
     app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "worker/demo_config.yaml")}))
-    assert set(app.conf.beat_schedule) == {"sync", "evaluate", "deliver"}
+    assert set(app.conf.beat_schedule) == {"sync", "evaluate", "deliver", "prune"}

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.crm.records import CrmLead, CrmTouch
 from worker.store import mirror, outbox, queries
 from worker.store.db import make_engine, make_sessionmaker, upgrade
-from worker.store.models import Lead, LeadStatusChange, OutboxMessage
+from worker.store.models import Finding, Lead, LeadStatusChange, OutboxMessage
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -178,3 +178,39 @@ def test_the_models_and_the_migrations_agree(database_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_pruning_forgets_only_news_that_cannot_come_back(
+    sessions: sessionmaker[Session],
+) -> None:
+    old, young = NOW - timedelta(days=100), NOW - timedelta(days=10)
+
+    def row(key: str, lead: str, status: str, created: datetime) -> dict[str, object]:
+        return {**_outbox_row(key), "lead_id": lead, "status": status, "created_at": created}
+
+    def finding(lead: str, state: str) -> Finding:
+        return Finding(lead_id=lead, rule="first_touch", policy="p", state=state, evaluated_at=NOW)
+
+    with sessions() as session:
+        outbox.insert_outbox(
+            session,
+            [
+                row("met-old", "A", "sent", old),  # forgotten
+                row("superseded-old", "A", "superseded", old),  # forgotten
+                row("breached-old", "B", "sent", old),  # still breached: its key must stay
+                row("warning-old", "W", "sent", old),  # still warning: same
+                row("met-young", "C", "sent", young),  # within keep_sent_for
+                row("pending-old", "D", "pending", old),  # not sent yet
+                row("sibling-old", "D", "sent", old),  # news about D still waits to go out
+                row("no-finding-old", "E", "failed", old),  # lead gone: forgotten
+            ],
+        )
+        session.add_all([finding("A", "met_late"), finding("B", "breached")])
+        session.add_all([finding("W", "warning"), finding("C", "met")])
+        session.commit()
+        assert outbox.prune(session, NOW - timedelta(days=90)) == 3
+        session.commit()
+        kept = set(session.scalars(select(OutboxMessage.dedup_key)))
+    assert kept == {"breached-old", "warning-old", "met-young", "pending-old", "sibling-old"}
+    with sessions() as session:  # the keys that stayed still stop a second notice
+        assert outbox.insert_outbox(session, [row("breached-old", "B", "pending", NOW)]) == 0

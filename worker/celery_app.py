@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery
@@ -19,6 +20,7 @@ from worker.durations import parse_wall_duration
 from worker.settings import Settings
 
 TASKS = ("sync", "evaluate", "deliver")
+PRUNE_EVERY = timedelta(hours=6)
 
 
 def make_app(settings: Settings) -> Celery:
@@ -34,6 +36,12 @@ def make_app(settings: Settings) -> Celery:
             # of replaying a backlog of identical passes.
             "options": {"expires": every.total_seconds()},
         }
+    # Housekeeping, not a user-facing schedule: the outbox forgets what it no longer needs.
+    schedule["prune"] = {
+        "task": "worker.tasks.prune",
+        "schedule": PRUNE_EVERY.total_seconds(),
+        "options": {"expires": PRUNE_EVERY.total_seconds()},
+    }
     if config.recycle is not None:
         schedule["recycle"] = {
             "task": "worker.tasks.recycle",

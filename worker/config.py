@@ -454,6 +454,10 @@ class NotificationsConfig(_Strict):
     quiet_hours: bool = True
     #: Where notices go when their channel is missing, archived or the bot is not in it.
     fallback_channel: ChannelName | None = None
+    #: How long a sent (or failed, rerouted, superseded) notice is kept in the outbox. A notice
+    #: about a rule still in warning or breached is kept however old: it keeps the reminder
+    #: from going out twice.
+    keep_sent_for: WallDuration = timedelta(days=90)
     #: How long a Slack user lookup by e-mail is trusted before it is asked again.
     user_cache_for: WallDuration = timedelta(hours=24)
 

@@ -36,6 +36,11 @@ def deliver() -> dict[str, object]:
     return stages.run_deliver(_context()).as_dict()
 
 
+@app.task(name="worker.tasks.prune")  # type: ignore[untyped-decorator]
+def prune() -> dict[str, int]:
+    return stages.run_prune(_context())
+
+
 @app.task(name="worker.tasks.recycle")  # type: ignore[untyped-decorator]
 def recycle() -> dict[str, object]:
     return stages.run_recycle(_context()).as_dict()

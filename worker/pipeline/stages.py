@@ -51,6 +51,14 @@ def run_deliver(ctx: Context) -> DeliverSummary:
     return deliver(ctx.slack, ctx.sessions, ctx.rules, ctx.clock(), pacer=ctx.pacer)
 
 
+def run_prune(ctx: Context) -> dict[str, int]:
+    """Forget finished notices older than ``notifications.keep_sent_for`` (see outbox.prune)."""
+    keep_for = ctx.rules.config.notifications.keep_sent_for
+    with session_scope(ctx.sessions) as session:
+        deleted = outbox.prune(session, ctx.clock() - keep_for)
+    return {"deleted": deleted}
+
+
 def run_recycle(ctx: Context, *, dry_run: bool = False) -> RecycleSummary:
     return recycle(ctx.crm, ctx.sessions, ctx.rules, ctx.clock(), dry_run=dry_run)
 

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from worker.store.models import (
+    Finding,
     HealthCheck,
     OutboxMessage,
     SlackThread,
@@ -209,3 +210,37 @@ def announced(session: Session, key_prefix: str, kinds: Sequence[str]) -> bool:
         .limit(1)
     )
     return found is not None
+
+
+#: Rows whose sending is over, one way or another.
+FINISHED = ("sent", "failed", "rerouted", "superseded")
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Delete finished rows created before ``before`` whose news cannot come back.
+
+    The outbox is also the memory that keeps a notice from going out twice (its dedup key) and
+    that tells a "done, late" from news nobody heard (``announced``). So a row stays, however
+    old, while its lead's rule is still in warning or breached (the evaluate stage would write
+    the same key again) and while any notice about its lead is still waiting to be sent. The
+    notification log of Alertmanager has the same shape: a retention longer than any repeat.
+    """
+    open_finding = exists().where(
+        Finding.lead_id == OutboxMessage.lead_id,
+        Finding.rule == OutboxMessage.rule,
+        Finding.state.in_(("warning", "breached")),
+    )
+    waiting = aliased(OutboxMessage)
+    unsent_news = exists().where(
+        waiting.lead_id == OutboxMessage.lead_id,
+        waiting.status.in_(("pending", "sending")),
+    )
+    result = session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.status.in_(FINISHED),
+            OutboxMessage.created_at < before,
+            ~open_finding,
+            ~unsent_news,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
