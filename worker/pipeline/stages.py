@@ -6,6 +6,7 @@ context's clock, read once per stage.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from worker.errors import AuthError
@@ -17,10 +18,27 @@ from worker.pipeline.report import Report, build_report, queue_marketing_report
 from worker.pipeline.sync import SyncSummary, sync
 from worker.store import outbox
 from worker.store.db import session_scope
+from worker.store.leases import Lease, LeaseLost
+
+log = logging.getLogger(__name__)
 
 
 def run_sync(ctx: Context) -> SyncSummary:
-    """One sync pass; whether the CRM accepted our credentials is kept for ``health``."""
+    """One sync pass, unless another worker runs one (a lease: each would spend the same CRM
+    request budget on the same pages); whether the CRM accepted our credentials is kept for
+    ``health``."""
+    with Lease(ctx.sessions, "sync", ctx.clock) as lease:
+        if not lease.held:
+            log.info("sync: another worker is running a sync; this pass is skipped")
+            return SyncSummary(already_running=True)
+        try:
+            return _sync_holding_lease(ctx, lease)
+        except LeaseLost as e:
+            log.warning("sync stopped after its last committed page: %s", e)
+            return SyncSummary(already_running=True)
+
+
+def _sync_holding_lease(ctx: Context, lease: Lease) -> SyncSummary:
     crm = ctx.rules.config.crm
     try:
         summary = sync(
@@ -31,6 +49,7 @@ def run_sync(ctx: Context) -> SyncSummary:
             cursor_prefix=crm.provider,
             overlap=crm.sync_overlap,
             track_archived=crm.track_archived,
+            heartbeat=lease.renew,
         )
     except AuthError as e:
         with session_scope(ctx.sessions) as session:

@@ -40,9 +40,12 @@ class SyncSummary:
     skipped: int = 0
     pages: int = 0
     by_stream: dict[str, int] = field(default_factory=dict)
+    #: Skipped: another worker holds the sync lease (see worker/store/leases.py).
+    already_running: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "already_running": self.already_running,
             "owners": self.owners,
             "leads": self.leads,
             "leads_changed": self.leads_changed,
@@ -62,8 +65,11 @@ def sync(
     cursor_prefix: str,
     overlap: timedelta,
     track_archived: bool = True,
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> SyncSummary:
-    """One incremental pass over owners, leads, archived leads and each touch kind."""
+    """One incremental pass over owners, leads, archived leads and each touch kind.
+
+    ``heartbeat`` is called after each committed page (the caller renews its lease there)."""
     summary = SyncSummary()
     owners = crm.list_owners()
     with session_scope(sessions) as session:
@@ -82,6 +88,7 @@ def sync(
         now,
         overlap,
         summary,
+        heartbeat,
     )
     if track_archived:
         # Search never returns archived records, so their absence tells nothing: ask for them.
@@ -105,6 +112,7 @@ def sync(
             now,
             overlap,
             summary,
+            heartbeat,
         )
     return summary
 
@@ -117,6 +125,7 @@ def _sync_stream(
     now: datetime,
     overlap: timedelta,
     summary: SyncSummary,
+    heartbeat: Callable[[], None],
 ) -> None:
     """Page through one stream from its cursor, committing each page with the cursor.
 
@@ -138,6 +147,7 @@ def _sync_stream(
             if page.items:
                 newest = max(item.modified_at for item in page.items)
                 mirror.advance_cursor(session, name, newest, now)
+        heartbeat()
         if page.resume is None:
             summary.by_stream[name] = pages
             return

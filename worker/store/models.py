@@ -151,6 +151,16 @@ class TouchLead(Base):
     __table_args__ = (Index("ix_touch_leads_lead_id", "lead_id"),)
 
 
+class StageLease(Base):
+    """Which worker runs a single-flight stage (sync) now, and until when its claim holds."""
+
+    __tablename__ = "stage_leases"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    leased_until: Mapped[datetime | None]
+
+
 class SyncCursor(Base):
     """How far an incremental sync has committed: the last modified time fully stored."""
 

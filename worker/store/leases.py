@@ -1,0 +1,97 @@
+"""Single-flight stages: a lease row per stage, so that one worker runs it at a time.
+
+Beat queues a sync every couple of minutes, and a first sync of a large portal takes far longer;
+without a lease every idle worker would start its own copy, each spending the same CRM request
+budget on the same pages. The lease is a row taken with one conditional UPDATE (the outbox's
+claim pattern), held for a time-to-live and renewed as the work goes on, so a worker that dies
+holding it blocks the stage only until the lease runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.store.db import session_scope
+from worker.store.models import StageLease
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the lease over (ours ran out while we stalled): stop, it goes on."""
+
+
+def new_holder() -> str:
+    """A name for this claim that says where it runs (host, process) and is never reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def take(session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take the lease ``name`` (or extend our own) unless another holder's is still running."""
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert_fn(StageLease).values(name=name).on_conflict_do_nothing())
+    result = session.execute(
+        update(StageLease)
+        .where(
+            StageLease.name == name,
+            or_(
+                StageLease.holder == holder,
+                StageLease.leased_until.is_(None),
+                StageLease.leased_until <= now,
+            ),
+        )
+        .values(holder=holder, leased_until=now + ttl)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def give_back(session: Session, name: str, holder: str) -> None:
+    """End our lease now (nothing happens if it is no longer ours)."""
+    session.execute(
+        update(StageLease)
+        .where(StageLease.name == name, StageLease.holder == holder)
+        .values(holder=None, leased_until=None)
+    )
+
+
+class Lease:
+    """``with Lease(...) as lease:`` → ``lease.held``; call ``lease.renew()`` as work goes on."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        name: str,
+        clock: Callable[[], datetime],
+        ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._sessions = sessions
+        self._name = name
+        self._clock = clock
+        self._ttl = ttl
+        self.holder = new_holder()
+        self.held = False
+
+    def __enter__(self) -> Lease:
+        with session_scope(self._sessions) as session:
+            self.held = take(session, self._name, self.holder, self._clock(), self._ttl)
+        return self
+
+    def renew(self) -> None:
+        with session_scope(self._sessions) as session:
+            if not take(session, self._name, self.holder, self._clock(), self._ttl):
+                self.held = False
+                raise LeaseLost(f"{self._name}: another worker took over the lease")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            with session_scope(self._sessions) as session:
+                give_back(session, self._name, self.holder)
+            self.held = False
