@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,19 +12,11 @@ from tests.e2e.world import World
 from worker.pipeline.context import Context
 from worker.pipeline.stages import run_sync
 from worker.store import leases
-from worker.store.db import make_engine, make_sessionmaker, session_scope, upgrade
+from worker.store.db import session_scope
 from worker.store.leases import Lease, LeaseLost
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def take(sessions: sessionmaker[Session], holder: str, now: datetime) -> bool:

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.crm.records import CrmLead, CrmTouch
 from worker.store import mirror, outbox, queries
-from worker.store.db import make_engine, make_sessionmaker, upgrade
+from worker.store.db import make_engine, upgrade
 from worker.store.models import Finding, Lead, LeadStatusChange, OutboxMessage
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sessions(database_url: str) -> sessionmaker[Session]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)  # type: ignore[misc]
-    engine.dispose()
 
 
 def _lead(**overrides: object) -> CrmLead:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.world import World, make_world
+from tests.e2e.world import World
 from tests.test_fake_hubspot import TOKEN, Clock
 from worker.crm.hubspot import HubSpotClient
 from worker.fakes.hubspot import FakeHubSpot
@@ -178,11 +177,6 @@ def test_activity_on_an_already_synced_lead_makes_it_dirty_again(
 
 
 # -- end to end: an owner change restarts the first-touch clock ---------------------------------
-@pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    yield from make_world(tmp_path, database_url)
-
-
 def test_an_owner_change_restarts_the_first_touch_clock(world: World) -> None:
     ctx = world.context()
     try:

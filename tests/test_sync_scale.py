@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.test_fake_hubspot import TOKEN, Clock
 from worker.crm.hubspot import HubSpotClient
 from worker.fakes.hubspot import FakeHubSpot
 from worker.pipeline.sync import sync
-from worker.store.db import make_engine, make_sessionmaker, upgrade
 from worker.store.models import Lead, Touch, TouchLead
 
 CONTACTS = 25_000
@@ -31,14 +29,6 @@ STATUS_PROPERTY = {
     "emails": "hs_email_status",
     "meetings": "hs_meeting_outcome",
 }
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def _instant(value: str | None) -> datetime:

@@ -99,65 +99,53 @@ cdef object RULE_OBJECTS = (
 
 # -- result objects: slots filled directly, as evaluate._fast_constructor does in Python --------
 
-cdef list _offsets(cls):
-    return [sla_slot_offset(vars(cls)[field.name]) for field in fields(cls)]
-
 cdef Py_ssize_t[7] RESULT_OFF
 cdef Py_ssize_t[3] STEP_OFF
 cdef Py_ssize_t[5] ESCALATION_OFF
 cdef Py_ssize_t[7] EVALUATION_OFF
-for _i, _o in enumerate(_offsets(RuleResult)):
-    RESULT_OFF[_i] = _o
-for _i, _o in enumerate(_offsets(EscalationStep)):
-    STEP_OFF[_i] = _o
-for _i, _o in enumerate(_offsets(Escalation)):
-    ESCALATION_OFF[_i] = _o
-for _i, _o in enumerate(_offsets(LeadEvaluation)):
-    EVALUATION_OFF[_i] = _o
-assert len(_offsets(RuleResult)) == 7 and len(_offsets(EscalationStep)) == 3
-assert len(_offsets(Escalation)) == 5 and len(_offsets(LeadEvaluation)) == 7
 
 
-cdef object new_result(rule, state, started_at, deadline_at, warn_at, met_at, detail):
-    obj = sla_alloc(RuleResult)
-    sla_set_slot(obj, RESULT_OFF[0], rule)
-    sla_set_slot(obj, RESULT_OFF[1], state)
-    sla_set_slot(obj, RESULT_OFF[2], started_at)
-    sla_set_slot(obj, RESULT_OFF[3], deadline_at)
-    sla_set_slot(obj, RESULT_OFF[4], warn_at)
-    sla_set_slot(obj, RESULT_OFF[5], met_at)
-    sla_set_slot(obj, RESULT_OFF[6], detail)
+cdef void fill_offsets(Py_ssize_t *out, object cls, Py_ssize_t size) except *:
+    names = [field.name for field in fields(cls)]
+    assert len(names) == size, f"{cls.__name__} has {len(names)} fields, expected {size}"
+    for index, name in enumerate(names):
+        out[index] = sla_slot_offset(vars(cls)[name])
+
+
+fill_offsets(RESULT_OFF, RuleResult, 7)
+fill_offsets(STEP_OFF, EscalationStep, 3)
+fill_offsets(ESCALATION_OFF, Escalation, 5)
+fill_offsets(EVALUATION_OFF, LeadEvaluation, 7)
+
+
+cdef object build(object cls, const Py_ssize_t *offsets, tuple values):
+    """``cls(*values)`` for a frozen slotted dataclass, values in field order."""
+    obj = sla_alloc(cls)
+    for index in range(len(values)):
+        sla_set_slot(obj, offsets[index], values[index])
     return obj
 
 
-cdef object new_step(level, due_at, notify):
-    obj = sla_alloc(EscalationStep)
-    sla_set_slot(obj, STEP_OFF[0], level)
-    sla_set_slot(obj, STEP_OFF[1], due_at)
-    sla_set_slot(obj, STEP_OFF[2], notify)
-    return obj
+cdef inline object new_result(rule, state, started_at, deadline_at, warn_at, met_at, detail):
+    return build(
+        RuleResult, RESULT_OFF, (rule, state, started_at, deadline_at, warn_at, met_at, detail)
+    )
 
 
-cdef object new_escalation(rule, breached_at, steps, repeat, next_at):
-    obj = sla_alloc(Escalation)
-    sla_set_slot(obj, ESCALATION_OFF[0], rule)
-    sla_set_slot(obj, ESCALATION_OFF[1], breached_at)
-    sla_set_slot(obj, ESCALATION_OFF[2], steps)
-    sla_set_slot(obj, ESCALATION_OFF[3], repeat)
-    sla_set_slot(obj, ESCALATION_OFF[4], next_at)
-    return obj
+cdef inline object new_step(level, due_at, notify):
+    return build(EscalationStep, STEP_OFF, (level, due_at, notify))
 
 
-cdef object new_evaluation(lead_id, policy, rules, escalations, recycle_due, reason, next_check):
-    obj = sla_alloc(LeadEvaluation)
-    sla_set_slot(obj, EVALUATION_OFF[0], lead_id)
-    sla_set_slot(obj, EVALUATION_OFF[1], policy)
-    sla_set_slot(obj, EVALUATION_OFF[2], rules)
-    sla_set_slot(obj, EVALUATION_OFF[3], escalations)
-    sla_set_slot(obj, EVALUATION_OFF[4], recycle_due)
-    sla_set_slot(obj, EVALUATION_OFF[5], reason)
-    sla_set_slot(obj, EVALUATION_OFF[6], next_check)
-    return obj
+cdef inline object new_escalation(rule, breached_at, steps, repeat, next_at):
+    return build(Escalation, ESCALATION_OFF, (rule, breached_at, steps, repeat, next_at))
+
+
+cdef inline object new_evaluation(lead_id, policy, rules, escalations, due, reason, next_check):
+    return build(
+        LeadEvaluation,
+        EVALUATION_OFF,
+        (lead_id, policy, rules, escalations, due, reason, next_check),
+    )
 
 
 # -- instants -------------------------------------------------------------------------------------
