@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.world import CONFIG, World, make_world
 from worker.pipeline.context import Context
+from worker.pipeline.report import report_text
 from worker.pipeline.stages import run_once, run_report
 from worker.store.models import Lead
 
@@ -183,6 +184,34 @@ def test_each_team_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: st
         report, _ = run_report(ctx)
         assert report.marketing is not None
         assert report.marketing.teams == {"sales": (4, 4, 5, False)}  # on pace: 125 %
+        ctx.close()
+
+
+def test_each_lead_source_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
+    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "  monthly_quota: 10\n",
+        "  monthly_quota: 10\n  team_quotas: {sales: 4}\n"
+        "  source_quotas: {organic_search: 3, PAID_SOCIAL: 2}\n",
+    )
+    for world in make_world(tmp_path, sqlite_url, config=config):
+        ctx = world.context()
+        world.add_rep()
+        for i in range(4):
+            lead = world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead S{i}")
+            if i < 3:  # the CRM spells it in capitals; the admin did not
+                world.hubspot.upsert_contact(lead, hs_analytics_source="ORGANIC_SEARCH")
+        run_once(ctx)
+        report, _ = run_report(ctx)
+        assert report.marketing is not None
+        # Same clock as the team test above: 4 delivered project to 5, so 3 project to 4.
+        assert report.marketing.sources == {
+            "organic_search": (3, 3, 4, False),
+            "PAID_SOCIAL": (0, 2, 0, True),
+        }
+        text = report_text(report)
+        assert "source organic_search: 3 of 3, projected 4" in text
+        assert "BELOW PACE: source PAID_SOCIAL: 0 of 2" in text
+        assert "team sales: 4 of 4" in text
         ctx.close()
 
 

@@ -493,6 +493,9 @@ class MarketingConfig(_Strict):
     monthly_quota: PositiveInt
     #: Optional quotas per team (keys are team names); each team's pace is reported too.
     team_quotas: dict[str, PositiveInt] = Field(default_factory=dict)
+    #: Optional quotas per lead source, as the CRM spells it (HubSpot: hs_analytics_source,
+    #: e.g. ORGANIC_SEARCH, PAID_SOCIAL); matched without regard to case.
+    source_quotas: dict[str, PositiveInt] = Field(default_factory=dict)
     #: CRM properties a lead must have when handed over; a lead missing any is incomplete.
     required_fields: list[str] = Field(
         default_factory=lambda: ["firstname", "lastname", "company", "phone", "email"]

@@ -55,6 +55,10 @@ class Compliance:
             self.open += 1
 
 
+#: A segment's (delivered, quota, projected, below pace).
+Pace = tuple[int, int, int, bool]
+
+
 @dataclass
 class MarketingFigures:
     month: str
@@ -66,8 +70,10 @@ class MarketingFigures:
     incomplete: list[tuple[str, str, list[str]]]  # lead id, name, missing fields
     incomplete_total: int
     returns_by_source: dict[str, Counter[str]]
-    #: Per team with a quota: (delivered, quota, projected, below pace).
-    teams: dict[str, tuple[int, int, int, bool]] = field(default_factory=dict)
+    #: Per team with a quota.
+    teams: dict[str, Pace] = field(default_factory=dict)
+    #: Per lead source with a quota.
+    sources: dict[str, Pace] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,21 +149,26 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
         by_source[origin][reason] += 1
     owners = {o.id: o for o in session.scalars(select(Owner)).all()}
     per_team: Counter[str] = Counter()
+    per_source: Counter[str] = Counter()
     for lead in leads:
         owner = owners.get(lead.owner_id or "")
         if owner is not None:
             per_team[rules.team_for(owner.email, owner.teams).name] += 1
-    teams = {}
-    for team, quota in config.team_quotas.items():
-        team_projected = round(per_team[team] * days / elapsed)
-        teams[team] = (
-            per_team[team],
-            quota,
-            team_projected,
-            team_projected / quota < config.pace_alert_below,
-        )
+        per_source[(lead.source or "").casefold()] += 1
+
+    def paces(quotas: dict[str, int], count: Callable[[str], int]) -> dict[str, Pace]:
+        """(delivered, quota, projected, below pace) per segment with a quota."""
+        figures = {}
+        for name, quota in quotas.items():
+            delivered_here = count(name)
+            projected_here = round(delivered_here * days / elapsed)
+            below = projected_here / quota < config.pace_alert_below
+            figures[name] = (delivered_here, quota, projected_here, below)
+        return figures
+
     return MarketingFigures(
-        teams=teams,
+        teams=paces(config.team_quotas, lambda team: per_team[team]),
+        sources=paces(config.source_quotas, lambda source: per_source[source.casefold()]),
         month=f"{start:%B %Y}",
         quota=config.monthly_quota,
         delivered=delivered,
@@ -218,13 +229,14 @@ def _marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
         + pace,
         "",
     ]
-    for team, (delivered, quota, projected, below) in sorted(m.teams.items()):
-        flag = (":warning: " if markup else "BELOW PACE: ") if below else ""
-        lines.append(
-            f"• {flag}{safe(team)}: {delivered} of {quota}, projected {projected} "
-            f"({projected / quota:.0%})"
-        )
-    if m.teams:
+    for kind, segments in (("team", m.teams), ("source", m.sources)):
+        for name, (delivered, quota, projected, below) in sorted(segments.items()):
+            flag = (":warning: " if markup else "BELOW PACE: ") if below else ""
+            lines.append(
+                f"• {flag}{kind} {safe(name)}: {delivered} of {quota}, projected {projected} "
+                f"({projected / quota:.0%})"
+            )
+    if m.teams or m.sources:
         lines.append("")
     lines.append(f"{bold}Incomplete leads handed to sales: {m.incomplete_total}{bold}")
     for lead_id, name, missing in m.incomplete:
