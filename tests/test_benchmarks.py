@@ -48,3 +48,9 @@ def test_delivery_benchmark_sends_one_message_per_recipient() -> None:
 def test_sync_benchmark_stores_every_contact() -> None:
     last = figures(run("sync.py", "--contacts", "1500"))
     assert last["contacts"] == "1500" and last["lost_pages"] == "0"
+
+
+@pytest.mark.slow
+def test_evaluate_benchmark_judges_every_stored_lead() -> None:
+    last = figures(run("evaluate.py", "--leads", "300"))
+    assert last["leads"] == "300" and int(last["notifications"]) > 0

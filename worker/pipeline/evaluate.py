@@ -139,8 +139,14 @@ def evaluate(
             ids = queries.due_lead_ids(session, now, batch_size)
             if not ids:
                 return summary
+            # One query for the batch's findings and one insert for its notices: per-lead round
+            # trips made a first evaluation of a large portal take minutes.
+            findings = queries.findings_for(session, ids)
+            notices: list[dict[str, object]] = []
             for bundle in queries.load_bundles(session, ids):
-                _evaluate_one(session, bundle, rules, record_url, now, summary)
+                previous = findings.get(bundle.lead.id, {})
+                notices += _evaluate_one(session, bundle, previous, rules, record_url, now, summary)
+            summary.notifications += outbox.insert_outbox(session, notices)
         if len(ids) < batch_size:
             return summary
 
@@ -148,11 +154,13 @@ def evaluate(
 def _evaluate_one(
     session: Session,
     bundle: queries.LeadBundle,
+    previous: dict[str, models.Finding],
     rules: Ruleset,
     record_url: str | None,
     now: datetime,
     summary: EvaluateSummary,
-) -> None:
+) -> list[dict[str, object]]:
+    """Judge one lead: its findings are updated in place; returns the outbox rows it causes."""
     row = bundle.lead
     _track_completeness(row, rules)
     try:
@@ -164,16 +172,15 @@ def _evaluate_one(
         row.dirty = False
         row.next_check_at = None
         summary.skipped += 1
-        return
+        return []
     row.dirty = False
     row.recycle_reason = None
     if judged is None:
         row.next_check_at = None
         summary.skipped += 1
-        return
+        return []
     evaluation, team = judged
     summary.leads += 1
-    previous = queries.findings_for(session, row.id)
     announced = {rule: f.breached_deadline_at for rule, f in previous.items()}
     drafts = drafts_for(
         evaluation, lead_facts(bundle, record_url), team, rules.escalation, announced
@@ -196,9 +203,9 @@ def _evaluate_one(
             finding.breached_deadline_at = result.deadline_at
         elif result.state is not RuleState.MET_LATE:
             finding.breached_deadline_at = None
-    summary.notifications += outbox.insert_outbox(session, rows)
     row.next_check_at = evaluation.next_check_at
     row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
+    return rows
 
 
 def _outbox_row(

@@ -32,12 +32,14 @@ def insert_outbox(session: Session, rows: Iterable[dict[str, Any]]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inserted = 0
-    for value in values:
-        stmt = insert_fn(OutboxMessage).values(**value)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(OutboxMessage.id)
-        inserted += len(session.execute(stmt).all())
-    return inserted
+    # One statement for the lot (SQLAlchemy's "insertmanyvalues" batches it); a row whose key is
+    # already there returns nothing, so the returned ids are the new rows.
+    stmt = (
+        insert_fn(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(OutboxMessage.id)
+    )
+    return len(session.execute(stmt, values).all())
 
 
 # -- deliver --------------------------------------------------------------------------------

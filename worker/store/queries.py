@@ -78,7 +78,9 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     ]
 
 
-def findings_for(session: Session, lead_id: str) -> dict[str, Finding]:
-    return {
-        f.rule: f for f in session.scalars(select(Finding).where(Finding.lead_id == lead_id)).all()
-    }
+def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[str, Finding]]:
+    """Lead id → rule → its stored finding, for a batch of leads in one query."""
+    found: dict[str, dict[str, Finding]] = {lead_id: {} for lead_id in lead_ids}
+    for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(lead_ids))):
+        found[finding.lead_id][finding.rule] = finding
+    return found
