@@ -227,8 +227,10 @@ def test_they_agree_on_naive_datetimes_too(case: tuple[Any, ...]) -> None:
     native = speedups()
     lead, touches, *rest = case
     naive = [replace(touch, at=touch.at.replace(tzinfo=None)) for touch in touches[:1]]
+    history = tuple(replace(c, at=c.at.replace(tzinfo=None)) for c in lead.status_history)
     for variant in (
         (replace(lead, created_at=lead.created_at.replace(tzinfo=None)), touches, *rest),
+        (replace(lead, status_history=history), touches, *rest),
         (lead, naive + touches[1:], *rest),
         (*case[:-1], case[-1].replace(tzinfo=None)),
     ):

@@ -182,6 +182,13 @@ cdef i64 to_us(object at) except? -1:
     return (at - EPOCH) // ONE_US
 
 
+cdef i64 aware_us(object at) except? -1:
+    """calendar.to_us: ``to_us`` with its refusal of naive datetimes, word for word."""
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at!r}: the SLA engine needs timezone-aware UTC")
+    return to_us(at)
+
+
 cdef object from_us(i64 us):
     """calendar.from_us: an aware UTC datetime (equal to the Python one, same tzinfo)."""
     cdef i64 z, era, doe, yoe, y, doy, mp, d, m, rest
@@ -580,7 +587,7 @@ cdef i64 status_changes(Facts f, object lead, Pol p) except? -2:
     cdef object paused_since
     cdef bint paused
     for change in lead.status_history:
-        at = to_us(change.at)
+        at = aware_us(change.at)
         if at <= f.now:
             changes.append((at, change.status))
         elif later < 0 or at < later:
@@ -977,15 +984,9 @@ def evaluate_lead(lead, touches, policy, calendar, touch_rules, escalation, now)
         return _py.evaluate_lead_python(
             lead, touches, policy, calendar, touch_rules, escalation, now
         )
-    if now.tzinfo is None:
-        raise ValueError(f"naive datetime {now!r}: the SLA engine needs timezone-aware UTC")
-    now_us = to_us(now)
+    now_us = aware_us(now)
     created_at = lead.created_at
-    if created_at.tzinfo is None:
-        raise ValueError(
-            f"naive datetime {created_at!r}: the SLA engine needs timezone-aware UTC"
-        )
-    created = to_us(created_at)
+    created = aware_us(created_at)
     assigned_at = lead.assigned_at
     started_at = utc(assigned_at if assigned_at is not None else created_at)
     start = to_us(started_at) if assigned_at is not None else created
