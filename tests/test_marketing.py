@@ -154,10 +154,15 @@ def test_an_early_return_is_a_breach_with_the_reps_stated_reason(
         ctx.close()
 
 
-def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url: str) -> None:
-    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
-        "  monthly_quota: 10\n", "  monthly_quota: 10\n  required_fields: [phone, jobtitle]\n"
+def marketing_config(extra_marketing_lines: str) -> str:
+    """The module's config (clocks run for incomplete leads) with more ``marketing:`` keys."""
+    return MARKETING_CONFIG.replace("%(clock)s", "run").replace(
+        "  monthly_quota: 10\n", "  monthly_quota: 10\n" + extra_marketing_lines
     )
+
+
+def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url: str) -> None:
+    config = marketing_config("  required_fields: [phone, jobtitle]\n")
     for world in make_world(tmp_path, sqlite_url, config=config):
         ctx = world.context()
         world.add_rep()
@@ -172,9 +177,7 @@ def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url
 
 
 def test_each_team_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
-    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
-        "  monthly_quota: 10\n", "  monthly_quota: 10\n  team_quotas: {sales: 4}\n"
-    )
+    config = marketing_config("  team_quotas: {sales: 4}\n")
     for world in make_world(tmp_path, sqlite_url, config=config):
         ctx = world.context()
         world.add_rep()
@@ -188,10 +191,8 @@ def test_each_team_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: st
 
 
 def test_each_lead_source_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
-    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
-        "  monthly_quota: 10\n",
-        "  monthly_quota: 10\n  team_quotas: {sales: 4}\n"
-        "  source_quotas: {organic_search: 3, PAID_SOCIAL: 2}\n",
+    config = marketing_config(
+        "  team_quotas: {sales: 4}\n  source_quotas: {organic_search: 3, PAID_SOCIAL: 2}\n"
     )
     for world in make_world(tmp_path, sqlite_url, config=config):
         ctx = world.context()
@@ -232,10 +233,8 @@ def test_a_quota_for_an_unknown_team_names_the_key() -> None:
 def test_feedback_uses_the_reps_reason_and_the_campaign_when_configured(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    config = MARKETING_CONFIG.replace("%(clock)s", "run").replace(
-        "  monthly_quota: 10\n",
-        "  monthly_quota: 10\n  reason_property: disqualification_reason\n"
-        "  campaign_property: utm_campaign\n",
+    config = marketing_config(
+        "  reason_property: disqualification_reason\n  campaign_property: utm_campaign\n"
     )
     for world in make_world(tmp_path, sqlite_url, config=config):
         ctx = world.context()
