@@ -198,6 +198,23 @@ def _correlation_id() -> str:
     return str(uuid.uuid4())
 
 
+def _batch_response(
+    results: list[dict[str, Any]], errors: list[dict[str, Any]], now: datetime
+) -> Response:
+    """A batch endpoint's answer: 200, or 207 with ``numErrors`` and ``errors`` when some
+    inputs failed."""
+    body: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": hs_datetime(now),
+        "completedAt": hs_datetime(now),
+    }
+    if errors:
+        body.update(numErrors=len(errors), errors=errors)
+        return Response(207, body)
+    return Response(200, body)
+
+
 def _error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     return {
         "status": "error",
@@ -796,16 +813,7 @@ class FakeHubSpot(FakeServer):
         for record, applied, names in planned:
             self._apply_contact_changes(record, applied, now)
             results.append(self._record_json("contacts", record, names))
-        body: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": hs_datetime(now),
-            "completedAt": hs_datetime(now),
-        }
-        if errors:
-            body.update(numErrors=len(errors), errors=errors)
-            return Response(207, body)
-        return Response(200, body)
+        return _batch_response(results, errors, now)
 
     def _owners_page(self, request: Request) -> Response:
         limit = self._int_arg(request, "limit", _OWNERS_DEFAULT_LIMIT)
@@ -882,17 +890,7 @@ class FakeHubSpot(FakeServer):
                     "next": {"after": str(start + _ASSOCIATIONS_PER_INPUT_PAGE), "link": None}
                 }
             results.append(entry)
-        now = hs_datetime(self._clock())
-        body: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": now,
-            "completedAt": now,
-        }
-        if errors:
-            body.update(numErrors=len(errors), errors=errors)
-            return Response(207, body)
-        return Response(200, body)
+        return _batch_response(results, errors, self._clock())
 
     def _batch_read(self, request: Request) -> Response:
         kind = self._object_type(request.params["objectType"])
@@ -909,25 +907,19 @@ class FakeHubSpot(FakeServer):
                 missing.append(str(item["id"]))
             else:
                 results.append(self._record_json(kind, record, requested))
-        now = hs_datetime(self._clock())
-        answer: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": now,
-            "completedAt": now,
-        }
+        errors = []
         if missing:
             # Batch read answers unknown ids with 207 and one OBJECT_NOT_FOUND error listing
             # them (hubspot-api-python BatchResponseSimplePublicObjectWithErrors).
-            error = _error_body(
-                f"Could not get some {kind} objects, they may be deleted or not exist. "
-                f"Check that ids are valid.",
-                "OBJECT_NOT_FOUND",
-                context={"ids": missing},
+            errors.append(
+                _error_body(
+                    f"Could not get some {kind} objects, they may be deleted or not exist. "
+                    f"Check that ids are valid.",
+                    "OBJECT_NOT_FOUND",
+                    context={"ids": missing},
+                )
             )
-            answer.update(numErrors=1, errors=[error])
-            return Response(207, answer)
-        return Response(200, answer)
+        return _batch_response(results, errors, self._clock())
 
     def _list_objects(self, request: Request) -> Response:
         """GET /crm/v3/objects/{objectType}: records in id order; ``archived=true`` lists only
