@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from worker.config import Ruleset
@@ -37,9 +36,9 @@ from worker.errors import AuthError, PermanentError, TransientError
 from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING, Notice
 from worker.pipeline.report import REPORT
 from worker.slack.messages import SlackMessage, render_digest, render_notices
-from worker.store import outbox
+from worker.store import outbox, queries
 from worker.store.db import session_scope
-from worker.store.models import Finding, OutboxMessage
+from worker.store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -434,11 +433,14 @@ def _drop_superseded(session: Session, rows: list[OutboxMessage]) -> list[Outbox
     or an overdue notice for a rule that is met by now, and a "done, late" for a breach that
     was never announced. They are marked superseded and not sent: news that is no longer
     true is noise."""
-    states = _finding_states(session, {(r.lead_id, r.rule) for r in rows if r.kind in _STILL_TRUE})
+    findings = queries.findings_for(
+        session, sorted({r.lead_id for r in rows if r.kind in _STILL_TRUE})
+    )
     dropped = []
     for row in rows:
         if row.kind in _STILL_TRUE:
-            if states.get((row.lead_id, row.rule)) in _STILL_TRUE[row.kind]:
+            finding = findings[row.lead_id].get(row.rule)
+            if finding is not None and finding.state in _STILL_TRUE[row.kind]:
                 continue
         elif row.kind == RESOLVED:
             prefix = f"{row.lead_id}|{row.rule}|{row.payload.get('deadline_at')}|"
@@ -450,19 +452,6 @@ def _drop_superseded(session: Session, rows: list[OutboxMessage]) -> list[Outbox
         row.last_error = "no longer true when it could be sent"
         dropped.append(row)
     return dropped
-
-
-def _finding_states(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The current state of each (lead, rule) finding, in a few queries rather than one a row."""
-    states: dict[tuple[str, str], str] = {}
-    pairs = sorted(keys)
-    for i in range(0, len(pairs), 500):
-        query = select(Finding.lead_id, Finding.rule, Finding.state).where(
-            tuple_(Finding.lead_id, Finding.rule).in_(pairs[i : i + 500])
-        )
-        for lead_id, rule, state in session.execute(query):
-            states[(lead_id, rule)] = state
-    return states
 
 
 def _hold_for_quiet_hours(

@@ -25,6 +25,7 @@ from worker.store.models import (
     Touch,
     TouchLead,
 )
+from worker.store.queries import chunks
 
 # -- sync cursors ---------------------------------------------------------------------------
 
@@ -46,9 +47,6 @@ def advance_cursor(session: Session, name: str, modified_at: datetime, now: date
 
 # -- CRM mirror -----------------------------------------------------------------------------
 
-#: Rows per IN (...) list: far below SQLite's and PostgreSQL's parameter limits.
-_CHUNK = 500
-
 _R = TypeVar("_R", CrmLead, CrmTouch)
 
 
@@ -58,7 +56,7 @@ def upsert_owner(session: Session, owner: CrmOwner, now: datetime) -> None:
 
 def upsert_owners(session: Session, owners: Sequence[CrmOwner], now: datetime) -> None:
     ids = [o.id for o in owners]
-    rows = {r.id: r for chunk in _chunks(ids) for r in session.scalars(_owners_in(chunk))}
+    rows = {r.id: r for chunk in chunks(ids) for r in session.scalars(_owners_in(chunk))}
     for owner in owners:
         row = rows.get(owner.id)
         if row is None:
@@ -106,7 +104,7 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
     """
     _plan_each_query(session)
     newest = _newest_by_id(leads, lambda lead: lead.id)
-    rows = {r.id: r for chunk in _chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
+    rows = {r.id: r for chunk in chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
     changed: set[str] = set()
     for lead in newest.values():
         row = rows.get(lead.id)
@@ -141,7 +139,7 @@ def mark_archived(session: Session, lead_ids: Iterable[str]) -> int:
     They become dirty once more so that evaluate resolves what it had open for them.
     """
     count = 0
-    for chunk in _chunks(sorted(set(lead_ids))):
+    for chunk in chunks(sorted(set(lead_ids))):
         result = session.execute(
             update(Lead)
             .where(Lead.id.in_(chunk), Lead.archived.is_(False))
@@ -163,9 +161,9 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
     _plan_each_query(session)
     newest = _newest_by_id(touches, _touch_key)
     keys = list(newest)
-    rows = {r.id: r for chunk in _chunks(keys) for r in session.scalars(_touches_in(chunk))}
+    rows = {r.id: r for chunk in chunks(keys) for r in session.scalars(_touches_in(chunk))}
     links: dict[str, set[str]] = defaultdict(set)
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         query = select(TouchLead.touch_id, TouchLead.lead_id).where(TouchLead.touch_id.in_(chunk))
         for touch_id, lead_id in session.execute(query):
             links[touch_id].add(lead_id)
@@ -207,7 +205,7 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
         session.execute(
             delete(TouchLead).where(TouchLead.touch_id == key, TouchLead.lead_id.in_(lead_ids))
         )
-    for chunk in _chunks(sorted(affected)):
+    for chunk in chunks(sorted(affected)):
         session.execute(
             update(Lead)
             .where(Lead.id.in_(chunk))
@@ -242,10 +240,6 @@ def _newest_by_id(records: Iterable[_R], key: Callable[[_R], str]) -> dict[str, 
         if kept is None or record.modified_at >= kept.modified_at:
             newest[key(record)] = record
     return newest
-
-
-def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
-    return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
 def _owners_in(ids: Sequence[str]) -> Select[Owner]:

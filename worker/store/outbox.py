@@ -90,13 +90,7 @@ def claim_rows(
         .returning(OutboxMessage.id)
     ).all()
     session.commit()
-    if not claimed:
-        return []
-    return list(
-        session.scalars(
-            select(OutboxMessage).where(OutboxMessage.id.in_(claimed)).order_by(OutboxMessage.id)
-        ).all()
-    )
+    return rows_by_id(session, claimed)
 
 
 def cached_slack_user(

@@ -78,9 +78,18 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     ]
 
 
+#: Rows per IN (...) list: far below SQLite's and PostgreSQL's parameter limits.
+CHUNK = 500
+
+
+def chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
+
+
 def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[str, Finding]]:
-    """Lead id → rule → its stored finding, for a batch of leads in one query."""
+    """Lead id → rule → its stored finding, a query per 500 leads."""
     found: dict[str, dict[str, Finding]] = {lead_id: {} for lead_id in lead_ids}
-    for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(lead_ids))):
-        found[finding.lead_id][finding.rule] = finding
+    for chunk in chunks(lead_ids):
+        for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(chunk))):
+            found[finding.lead_id][finding.rule] = finding
     return found
