@@ -41,10 +41,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def fake(clock: Clock) -> Iterator[FakeHubSpot]:
-    hubspot = FakeHubSpot(TOKEN, clock=clock, properties=["custom_region"])
-    hubspot.start()
-    yield hubspot
-    hubspot.stop()
+    with FakeHubSpot(TOKEN, clock=clock, properties=["custom_region"]) as hubspot:
+        yield hubspot
 
 
 def post(fake: FakeHubSpot, path: str, body: Any, **kw: Any) -> requests.Response:

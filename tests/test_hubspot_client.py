@@ -27,10 +27,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def fake(clock: Clock) -> Iterator[FakeHubSpot]:
-    hubspot = FakeHubSpot(TOKEN, clock=clock)
-    hubspot.start()
-    yield hubspot
-    hubspot.stop()
+    with FakeHubSpot(TOKEN, clock=clock) as hubspot:
+        yield hubspot
 
 
 @pytest.fixture

@@ -18,16 +18,7 @@ from worker.crm.hubspot import HubSpotClient
 from worker.fakes.hubspot import FakeHubSpot
 from worker.pipeline.stages import run_once
 from worker.pipeline.sync import SyncSummary, sync
-from worker.store.db import make_engine, make_sessionmaker, upgrade
 from worker.store.models import Finding, Lead
-
-
-@pytest.fixture
-def sessions(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture
@@ -37,10 +28,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def fake(clock: Clock) -> Iterator[FakeHubSpot]:
-    hubspot = FakeHubSpot(TOKEN, clock=clock)
-    hubspot.start()
-    yield hubspot
-    hubspot.stop()
+    with FakeHubSpot(TOKEN, clock=clock) as hubspot:
+        yield hubspot
 
 
 def _sync(fake: FakeHubSpot, sessions: sessionmaker[Session], clock: Clock) -> SyncSummary:

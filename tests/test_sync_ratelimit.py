@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.test_fake_hubspot import T0, TOKEN
 from worker.crm.hubspot import HubSpotClient
@@ -20,7 +21,6 @@ from worker.ratelimit import (
     RedisRateLimiter,
     make_rate_limiter,
 )
-from worker.store.db import make_engine, make_sessionmaker, upgrade
 from worker.store.models import Touch
 
 SEARCH = {"search": Budget(5, timedelta(seconds=1))}
@@ -117,10 +117,8 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def fake(clock: VirtualClock) -> Iterator[FakeHubSpot]:
-    hubspot = FakeHubSpot(TOKEN, clock=clock, search_rate_per_s=5, burst_per_10s=4)
-    hubspot.start()
-    yield hubspot
-    hubspot.stop()
+    with FakeHubSpot(TOKEN, clock=clock, search_rate_per_s=5, burst_per_10s=4) as hubspot:
+        yield hubspot
 
 
 def test_the_client_spends_search_and_burst_budgets_per_attempt(fake: FakeHubSpot) -> None:
@@ -136,7 +134,7 @@ def test_the_client_spends_search_and_burst_budgets_per_attempt(fake: FakeHubSpo
 
 
 def test_a_sync_within_the_budget_gets_no_429(
-    fake: FakeHubSpot, clock: VirtualClock, sqlite_url: str
+    fake: FakeHubSpot, clock: VirtualClock, sessions: sessionmaker[Session]
 ) -> None:
     for i in range(300):
         fake.upsert_contact(firstname=f"n{i}")
@@ -149,22 +147,16 @@ def test_a_sync_within_the_budget_gets_no_429(
         sleep=clock.sleep,
     )
     client = HubSpotClient(fake.base_url, TOKEN, page_size=10, limiter=limiter, sleep=clock.sleep)
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    sessions = make_sessionmaker(engine)
-    try:
-        sync(
-            client,
-            sessions,
-            clock.now,
-            touch_kinds=("call",),
-            cursor_prefix="hubspot",
-            overlap=timedelta(minutes=5),
-        )
-        with sessions() as session:
-            stored = session.scalar(select(func.count()).select_from(Touch))
-    finally:
-        engine.dispose()
+    sync(
+        client,
+        sessions,
+        clock.now,
+        touch_kinds=("call",),
+        cursor_prefix="hubspot",
+        overlap=timedelta(minutes=5),
+    )
+    with sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(Touch))
     assert stored == 40
     assert fake.counts["rate_limited"] == 0
     assert fake.counts["other"] > 4  # more than one ten-second window of the burst budget

@@ -25,8 +25,5 @@ def running_fake_slack(token: str, clock: EpochClock) -> Iterator[FakeSlack]:
     slack.add_channel("C0ESC", "sales-escalations")
     slack.add_channel("C0OUT", "not-joined", is_member=False)
     slack.add_channel("C0OLD", "old-news", is_archived=True)
-    slack.start()
-    try:
+    with slack:
         yield slack
-    finally:
-        slack.stop()

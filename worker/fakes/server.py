@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -167,7 +167,7 @@ class FakeServer:
         except KeyboardInterrupt:
             self.stop()
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
