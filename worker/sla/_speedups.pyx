@@ -484,8 +484,13 @@ cdef object cached_native(dict cache, object source, object make):
     return native
 
 
+def _pol_of(policy):
+    return Pol(_compiled_policy(policy))
+
+
 cdef Pol native_policy(object policy):
-    return <Pol>cached_native(_POLS, _compiled_policy(policy), Pol)
+    # Keyed by the Policy itself: one dict lookup per lead on the hot path, not two.
+    return <Pol>cached_native(_POLS, policy, _pol_of)
 
 
 # -- one lead -------------------------------------------------------------------------------------
@@ -920,8 +925,12 @@ cdef class Esc:
 cdef dict _ESCS = {}
 
 
+def _esc_of(escalation):
+    return Esc(_compiled_escalation(escalation))
+
+
 cdef Esc native_escalation(object escalation):
-    return <Esc>cached_native(_ESCS, _compiled_escalation(escalation), Esc)
+    return <Esc>cached_native(_ESCS, escalation, _esc_of)
 
 
 cdef i64 repeats(Cal cal, i64 due, i64 days, i64 time, i64 now, i64 *following_out) except -1:
