@@ -1,11 +1,7 @@
-# Build stage: a C compiler for the engine's compiled twin (worker/sla/_speedups.pyx). Without it
-# pip would still install, but the engine would run the slower pure-Python reference.
+# Build stage: the project as a pure-Python wheel (no compiler needed).
 FROM python:3.11-slim AS build
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY worker ./worker
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

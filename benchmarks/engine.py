@@ -1,9 +1,8 @@
 """Throughput of the pure SLA engine: synthetic leads evaluated on one core.
 
 Run as ``.venv/bin/python benchmarks/engine.py [--leads N]``. Leads are generated lazily so that
-memory stays flat; the last line is ``leads=<N> leads_per_s=<int> peak_rss_mb=<int>
-engine=<compiled|python>``. It must never touch a database or the network: it measures the engine
-alone. ``SLA_WORKER_NO_EXTENSIONS=1`` measures the pure-Python reference engine.
+memory stays flat; the last line is ``leads=<N> leads_per_s=<int> peak_rss_mb=<int>``. It must
+never touch a database or the network: it measures the engine alone.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.sla.evaluate import NATIVE
 
 CALENDARS = (
     BusinessCalendar(
@@ -170,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"first-touch states: {dict(sorted(states.items()))}")
     print(f"engine time {elapsed:.2f}s for {done} leads ({elapsed / done * 1e6:.1f} us/lead)")
-    # Which engine ran: "compiled" (worker/sla/_speedups.pyx) or "python" (no C build, or
-    # SLA_WORKER_NO_EXTENSIONS=1); both give equal results (tests/sla/test_speedups.py).
-    engine = "compiled" if NATIVE else "python"
-    print(f"leads={done} leads_per_s={int(done / elapsed)} peak_rss_mb={peak_mb} engine={engine}")
+    print(f"leads={done} leads_per_s={int(done / elapsed)} peak_rss_mb={peak_mb}")
     return 0
 
 

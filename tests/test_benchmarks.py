@@ -35,7 +35,6 @@ def figures(line: str) -> dict[str, str]:
 def test_engine_benchmark_judges_every_lead() -> None:
     last = figures(run("engine.py", "--leads", "3000"))
     assert last["leads"] == "3000" and int(last["leads_per_s"]) > 0
-    assert last["engine"] in {"compiled", "python"}
 
 
 @pytest.mark.slow

@@ -206,4 +206,4 @@ def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
     run_once(ctx)  # the token works again: nothing was skipped
     assert len(world.slack.dms_to("U0LENA")) == 1
     done = run("health", cwd=tmp_path, env=world.env())
-    assert done.returncode == 0 and "engine: " in done.stdout
+    assert done.returncode == 0 and "crm: ok" in done.stdout

@@ -262,14 +262,6 @@ def _health(settings: Settings) -> int:
             )
     finally:
         engine.dispose()
-    from worker.sla.evaluate import NATIVE
-
-    # Informational: the pure-Python engine gives the same verdicts, about 4x slower.
-    print(
-        "engine: compiled (worker/sla/_speedups)"
-        if NATIVE
-        else "engine: pure Python (no C build, or SLA_WORKER_NO_EXTENSIONS set)"
-    )
     for check in checks:
         state = "ok" if check.ok else "FAILING"
         detail = f": {check.detail}" if check.detail else ""

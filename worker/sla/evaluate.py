@@ -1,8 +1,9 @@
 """Judging one lead against its policy: rule states, escalations, recycling and the next check.
 
-``evaluate_lead`` is the hot path (the evaluate stage runs it on every changed or due lead, the
-benchmark on a million): it works on integer UTC microseconds, compiles each policy once, and
-builds strings only from small caches. ``explain_lead`` tells the same story in plain words for
+``evaluate_lead`` judges a lead; the evaluate stage runs it on every changed or due lead. It
+works on integer UTC microseconds (the calendar's unit) and turns each policy's spans into
+integers once per policy. This is the one source of the rules: nothing else restates them.
+``explain_lead`` tells the same story in plain words for
 ``sla-worker explain``. Both are pure functions of their arguments: they must never read the
 clock, log, or touch the database.
 
@@ -26,15 +27,13 @@ Decisions the SLA text leaves open, made here:
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import itemgetter
-from typing import Any, cast
 
-from worker.sla.calendar import EPOCH, ONE_US, BusinessCalendar, from_us, to_us
+from worker.sla.calendar import EPOCH, MINUTE_US, ONE_US, BusinessCalendar, from_us, to_us
 from worker.sla.model import (
     Escalation,
     EscalationPolicy,
@@ -70,57 +69,6 @@ _DAY_US = 86_400_000_000
 _DST_MARGIN_US = 3 * _HOUR_US
 _CALL_OR_MEETING = frozenset({"call", "meeting"})
 _first = itemgetter(0)
-
-
-def _fast_constructor(cls: type[Any]) -> Callable[..., Any]:
-    """``cls(*values)`` for a frozen, slotted dataclass, about twice as fast.
-
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``, looked up
-    anew each time; a few result objects per lead make that a sizeable share of the hot path. The
-    generated function stores the same values straight into the slots, so the object is an
-    ordinary, equal instance of ``cls``. Only for classes without ``__post_init__`` checks.
-    """
-    names = [field.name for field in fields(cls)]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    body = ["    self = new(cls)"]
-    for name in names:
-        namespace[f"set_{name}"] = vars(cls)[name].__set__
-        body.append(f"    set_{name}(self, {name})")
-    source = f"def construct({', '.join(names)}):\n" + "\n".join(body) + "\n    return self\n"
-    # The source is built from the dataclass's own field names only.
-    exec(source, namespace)
-    return cast(Callable[..., Any], namespace["construct"])
-
-
-_new_result = cast(
-    Callable[
-        [Rule, RuleState, datetime | None, datetime | None, datetime | None, datetime | None, str],
-        RuleResult,
-    ],
-    _fast_constructor(RuleResult),
-)
-_new_step = cast(
-    Callable[[int, datetime, tuple[str, ...]], EscalationStep], _fast_constructor(EscalationStep)
-)
-_new_escalation = cast(
-    Callable[[Rule, datetime, tuple[EscalationStep, ...], int, datetime | None], Escalation],
-    _fast_constructor(Escalation),
-)
-_new_evaluation = cast(
-    Callable[
-        [
-            str,
-            str,
-            tuple[RuleResult, ...],
-            tuple[Escalation, ...],
-            bool,
-            str | None,
-            datetime | None,
-        ],
-        LeadEvaluation,
-    ],
-    _fast_constructor(LeadEvaluation),
-)
 
 
 def _span(span: BusinessSpan | None) -> _Span | None:
@@ -193,51 +141,23 @@ class _CompiledEscalation:
         self.repeat = _span(policy.repeat_every)
 
 
-# Keyed by id() and holding the object itself, so an id reused after garbage collection can never
-# return another policy's numbers. Config has a handful of policies; the bound is a safety net.
-_POLICIES: dict[int, _CompiledPolicy] = {}
-_ESCALATIONS: dict[int, _CompiledEscalation] = {}
-
-
+@lru_cache(maxsize=64)
 def _compiled_policy(policy: Policy) -> _CompiledPolicy:
-    compiled = _POLICIES.get(id(policy))
-    if compiled is None or compiled.policy is not policy:
-        if len(_POLICIES) > 256:
-            _POLICIES.clear()
-        compiled = _POLICIES[id(policy)] = _CompiledPolicy(policy)
-    return compiled
+    """Policies are frozen values: a handful per config, each compiled once."""
+    return _CompiledPolicy(policy)
 
 
+@lru_cache(maxsize=16)
 def _compiled_escalation(policy: EscalationPolicy) -> _CompiledEscalation:
-    compiled = _ESCALATIONS.get(id(policy))
-    if compiled is None or compiled.policy is not policy:
-        if len(_ESCALATIONS) > 256:
-            _ESCALATIONS.clear()
-        compiled = _ESCALATIONS[id(policy)] = _CompiledEscalation(policy)
-    return compiled
-
-
-_DETAILS: dict[tuple[object, ...], str] = {}
+    return _CompiledEscalation(policy)
 
 
 def _touches_detail(count: int, needed: int) -> str:
-    key = ("t", count, needed)
-    text = _DETAILS.get(key)
-    if text is None:
-        if len(_DETAILS) > 10_000:
-            _DETAILS.clear()
-        text = _DETAILS[key] = f"{count} of {needed} touches"
-    return text
+    return f"{count} of {needed} touches"
 
 
 def _time_detail(spent_us: int, needed_us: int) -> str:
-    key = ("m", spent_us // 60_000_000, needed_us // 60_000_000)
-    text = _DETAILS.get(key)
-    if text is None:
-        if len(_DETAILS) > 10_000:
-            _DETAILS.clear()
-        text = _DETAILS[key] = f"call+meeting time {key[1]}m of {key[2]}m"
-    return text
+    return f"call+meeting time {spent_us // MINUTE_US}m of {needed_us // MINUTE_US}m"
 
 
 class _Facts:
@@ -412,7 +332,7 @@ def _first_touch(
     met = f.times[0] if f.times else -1
     state = clock.state(f, met, candidates)
     detail = _FIRST_TOUCH_DETAILS.get(state) or f.stopped_detail()
-    result = _new_result(
+    result = RuleResult(
         Rule.FIRST_TOUCH,
         state,
         started_at,
@@ -434,7 +354,7 @@ def _follow_up(
     detail = _touches_detail(count, needed)
     if state is PAUSED or state is NOT_APPLICABLE:
         detail = f.stopped_detail()
-    result = _new_result(
+    result = RuleResult(
         Rule.FOLLOW_UP,
         state,
         started_at,
@@ -510,7 +430,7 @@ def _max_gap(
                     state = WARNING
                 else:
                     candidates.append(warn)
-    result = _new_result(Rule.MAX_GAP, state, started_at, _dt(deadline), _dt(warn), met_at, detail)
+    result = RuleResult(Rule.MAX_GAP, state, started_at, _dt(deadline), _dt(warn), met_at, detail)
     return result, deadline if state is BREACHED and deadline is not None else -1
 
 
@@ -545,7 +465,7 @@ def _min_time_spent(
     if state is PAUSED or state is NOT_APPLICABLE:
         detail = f.stopped_detail()
     met_at = _utc(f.touches[met_index].at) if met >= 0 and f.touches else None
-    result = _new_result(
+    result = RuleResult(
         Rule.MIN_TIME_SPENT, state, started_at, deadline_at, warn_at, met_at, detail
     )
     return result, deadline if state is BREACHED and deadline is not None else -1
@@ -570,7 +490,7 @@ def _early_return(
 ) -> tuple[RuleResult, int]:
     returned = f.returned
     if returned is None:
-        return _new_result(
+        return RuleResult(
             Rule.EARLY_RETURN, NOT_APPLICABLE, started_at, None, None, None, "not returned"
         ), -1
     minimum = _minimum_open_until(f, cp, window)
@@ -581,7 +501,7 @@ def _early_return(
         state, detail = BREACHED, f"returned with {_touches_detail(touched, cp.touches)}"
     else:
         state, detail = MET, "returned after the minimum open time"
-    result = _new_result(
+    result = RuleResult(
         Rule.EARLY_RETURN, state, started_at, _dt(minimum), None, _dt(returned), detail
     )
     return result, returned if state is BREACHED else -1
@@ -672,7 +592,9 @@ def _escalation(
         due = cal.advance_us(breached_at, days, time)
         if due <= now:
             # The first level is usually due at the breach itself: share its datetime.
-            steps.append(_new_step(index, breached if due == breached_at else from_us(due), notify))
+            steps.append(
+                EscalationStep(index, breached if due == breached_at else from_us(due), notify)
+            )
             highest = due  # the highest level due so far: levels are in order
         elif next_at < 0 or due < next_at:
             next_at = due
@@ -683,7 +605,7 @@ def _escalation(
             next_at = following
     if next_at >= 0:
         candidates.append(next_at)
-    return _new_escalation(
+    return Escalation(
         rule,
         breached,
         tuple(steps),
@@ -692,7 +614,7 @@ def _escalation(
     )
 
 
-def evaluate_lead_python(
+def evaluate_lead(
     lead: Lead,
     touches: Sequence[Touch],
     policy: Policy,
@@ -701,17 +623,14 @@ def evaluate_lead_python(
     escalation: EscalationPolicy,
     now: datetime,
 ) -> LeadEvaluation:
-    """The SLA state of ``lead`` at ``now`` under ``policy`` (see the module docstring).
-
-    The reference implementation; ``evaluate_lead`` is its compiled twin when that is built.
-    """
+    """The SLA state of ``lead`` at ``now`` under ``policy`` (see the module docstring)."""
     now_us = to_us(now)
     cp = _compiled_policy(policy)
     created = to_us(lead.created_at)
     started_at = _utc(lead.assigned_at if lead.assigned_at is not None else lead.created_at)
     start = to_us(started_at) if lead.assigned_at is not None else created
     if lead.owner_id is None:
-        return _new_evaluation(lead.id, policy.name, cp.not_applicable, (), False, None, None)
+        return LeadEvaluation(lead.id, policy.name, cp.not_applicable, (), False, None, None)
     f = _Facts(lead, touches, cp, calendar, touch_rules, start, now_us)
     candidates: list[int] = []
     if f.next_data >= 0:
@@ -748,7 +667,7 @@ def evaluate_lead_python(
     future = [c for c in candidates if c > now_us]
     if future:
         next_check = from_us(min(future))
-    return _new_evaluation(
+    return LeadEvaluation(
         lead.id,
         policy.name,
         tuple(results),
@@ -757,6 +676,27 @@ def evaluate_lead_python(
         recycle_reason,
         next_check,
     )
+
+
+class _Story:
+    """Timeline entries in the order they were said, sorted by instant at the end."""
+
+    def __init__(self, owner_names: Mapping[str, str]) -> None:
+        self.names = owner_names
+        self.entries: list[tuple[datetime, int, str]] = []
+
+    def say(self, at: datetime, text: str) -> None:
+        self.entries.append((at, len(self.entries), text))
+
+    def who(self, owner_id: str | None) -> str:
+        if owner_id is None:
+            return "unknown"
+        name = self.names.get(owner_id)
+        return f"{name} ({owner_id})" if name else owner_id
+
+    def timeline(self) -> list[TimelineEntry]:
+        ordered = sorted(self.entries, key=lambda entry: (entry[0], entry[1]))
+        return [TimelineEntry(at.astimezone(UTC), text) for at, _, text in ordered]
 
 
 def explain_lead(
@@ -773,34 +713,38 @@ def explain_lead(
 
     ``owner_names`` (owner id → name) lets the story say who, not which id."""
     evaluation = evaluate_lead(lead, touches, policy, calendar, touch_rules, escalation, now)
-    names = owner_names or {}
-
-    def who(owner_id: str | None) -> str:
-        if owner_id is None:
-            return "unknown"
-        return f"{names[owner_id]} ({owner_id})" if owner_id in names else owner_id
-
-    now_us = to_us(now)
-    entries: list[tuple[datetime, int, str]] = []
-
-    def say(at: datetime, text: str) -> None:
-        entries.append((at, len(entries), text))
-
-    say(lead.created_at, f"lead {lead.id} created")
+    story = _Story(owner_names or {})
+    story.say(lead.created_at, f"lead {lead.id} created")
     started_at = lead.assigned_at or lead.created_at
     if lead.owner_id is None:
-        say(now, "no owner: no SLA clock runs")
+        story.say(now, "no owner: no SLA clock runs")
     else:
         assigned = (
             "assigned" if lead.assigned_at else "assignment time unknown; clock from creation"
         )
-        say(started_at, f"{assigned} to {who(lead.owner_id)}; first-touch clock starts")
-    say(
+        story.say(started_at, f"{assigned} to {story.who(lead.owner_id)}; first-touch clock starts")
+    story.say(
         started_at,
         f"policy {policy.name} applies (matches {match_in_words(policy.match)});"
         f" calendar {calendar.name} ({calendar.timezone})",
     )
-    start = to_us(started_at)
+    _tell_touches(story, lead, touches, touch_rules, to_us(started_at), to_us(now))
+    _tell_statuses(story, lead, policy, to_us(started_at), to_us(now))
+    _tell_rules(story, evaluation, now)
+    if evaluation.next_check_at is not None:
+        story.say(evaluation.next_check_at, "next check")
+    return story.timeline()
+
+
+def _tell_touches(
+    story: _Story,
+    lead: Lead,
+    touches: Sequence[Touch],
+    touch_rules: TouchRules,
+    start: int,
+    now_us: int,
+) -> None:
+    """Every activity, and whether it counts as a touch (and if not, why not)."""
     for touch in sorted(touches, key=lambda t: t.at):
         why = touch_ignored_because(touch, lead.owner_id, touch_rules)
         at = to_us(touch.at)
@@ -808,68 +752,52 @@ def explain_lead(
             why = BEFORE_ASSIGNMENT
         if why is None and at > now_us:
             why = "in the future"
-        what = f"{touch.kind} by {who(touch.owner_id)}"
-        say(touch.at, f"{what} counts as a touch" if why is None else f"{what} ignored: {why}")
-    cp = _compiled_policy(policy)
-    if cp.watch_statuses:
-        changes, _ = status_timeline(lead, now_us, start)
-        for pause_start, pause_end in pauses_in(changes, policy.pause_statuses, start):
-            say(from_us(pause_start), "paused: SLA clocks stop")
-            if pause_end is not None:
-                say(from_us(pause_end), "pause ends: SLA clocks run again")
-        back = returned_at(changes, policy.return_statuses)
-        if back is not None:
-            say(from_us(back), "returned to marketing")
+        what = f"{touch.kind} by {story.who(touch.owner_id)}"
+        story.say(
+            touch.at, f"{what} counts as a touch" if why is None else f"{what} ignored: {why}"
+        )
+
+
+def _tell_statuses(story: _Story, lead: Lead, policy: Policy, start: int, now_us: int) -> None:
+    """Pauses and a return to marketing, from the status history."""
+    if not (policy.pause_statuses or policy.return_statuses):
+        return
+    changes, _ = status_timeline(lead, now_us, start)
+    for pause_start, pause_end in pauses_in(changes, policy.pause_statuses, start):
+        story.say(from_us(pause_start), "paused: SLA clocks stop")
+        if pause_end is not None:
+            story.say(from_us(pause_end), "pause ends: SLA clocks run again")
+    back = returned_at(changes, policy.return_statuses)
+    if back is not None:
+        story.say(from_us(back), "returned to marketing")
+
+
+def _tell_rules(story: _Story, evaluation: LeadEvaluation, now: datetime) -> None:
+    """Each rule's warning, deadline and outcome; each breach's escalation steps; recycling."""
     for result in evaluation.rules:
         name = result.rule.value.replace("_", " ")
         met_before_warning = result.met_at is not None and (
             result.warn_at is None or result.met_at <= result.warn_at
         )
         if result.warn_at is not None and not met_before_warning:
-            say(result.warn_at, f"{name}: warning due")
+            story.say(result.warn_at, f"{name}: warning due")
         if result.deadline_at is not None:
-            say(result.deadline_at, f"{name}: deadline")
+            story.say(result.deadline_at, f"{name}: deadline")
         if result.met_at is not None and result.state in (MET, MET_LATE):
             how = "met" if result.state is MET else "met late"
-            say(result.met_at, f"{name}: {how} ({result.detail})")
-        say(now, f"{name}: now {result.state.value} ({result.detail})")
+            story.say(result.met_at, f"{name}: {how} ({result.detail})")
+        story.say(now, f"{name}: now {result.state.value} ({result.detail})")
     for item in evaluation.escalations:
         name = item.rule.value.replace("_", " ")
-        say(item.breached_at, f"{name}: breached")
+        story.say(item.breached_at, f"{name}: breached")
         for step in item.steps_due:
-            say(
+            story.say(
                 step.due_at,
                 f"{name}: escalation level {step.level} notifies {', '.join(step.notify)}",
             )
         if item.repeat:
-            say(now, f"{name}: reminder repeated {item.repeat} times")
+            story.say(now, f"{name}: reminder repeated {item.repeat} times")
         if item.next_at is not None:
-            say(item.next_at, f"{name}: next escalation or repeat")
+            story.say(item.next_at, f"{name}: next escalation or repeat")
     if evaluation.recycle_due:
-        say(now, f"recycle due: {evaluation.recycle_reason}")
-    if evaluation.next_check_at is not None:
-        say(evaluation.next_check_at, "next check")
-    entries.sort(key=lambda entry: (entry[0], entry[1]))
-    return [TimelineEntry(at.astimezone(UTC), text) for at, _, text in entries]
-
-
-def _compiled_twin() -> Callable[..., LeadEvaluation] | None:
-    """``worker.sla._speedups.evaluate_lead`` (same results, about 4x faster), when it is built.
-
-    A failed C build or ``SLA_WORKER_NO_EXTENSIONS=1`` leaves the Python reference in charge, as
-    aiohttp and yarl do with theirs.
-    """
-    if os.environ.get("SLA_WORKER_NO_EXTENSIONS"):
-        return None
-    try:
-        from worker.sla import _speedups
-    except ImportError:
-        return None
-    return _speedups.evaluate_lead
-
-
-evaluate_lead: Callable[
-    [Lead, Sequence[Touch], Policy, BusinessCalendar, TouchRules, EscalationPolicy, datetime],
-    LeadEvaluation,
-] = _compiled_twin() or evaluate_lead_python
-NATIVE = evaluate_lead is not evaluate_lead_python
+        story.say(now, f"recycle due: {evaluation.recycle_reason}")
