@@ -16,6 +16,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from sqlalchemy import insert
 
 from worker.config import Ruleset, parse_config
 from worker.fakes.slack import FakeSlack
-from worker.notices import BREACH, ESCALATION, Notice
+from worker.notices import Notice, NoticeKind
 from worker.pipeline.deliver import deliver
 from worker.slack.client import SlackClient
+from worker.store import outbox
 from worker.store.db import make_engine, make_sessionmaker, upgrade
-from worker.store.models import Finding, OutboxMessage
+from worker.store.models import Finding
+from worker.store.outbox import Delivery, Envelope
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -48,21 +51,18 @@ def _config(managers: int) -> Ruleset:
     )
 
 
-def _row(key: str, kind: str, recipient: str, delivery: str, notice: Notice) -> dict[str, object]:
-    return {
-        "dedup_key": key,
-        "kind": kind,
-        "lead_id": notice.lead_id,
-        "rule": notice.rule,
-        "level": 0 if kind == BREACH else 1,
-        "recipient": recipient,
-        "delivery": delivery,
-        "payload": notice.to_payload(),
-        "created_at": NOW,
-        "due_at": NOW,
-        "status": "pending",
-        "attempts": 0,
-    }
+def _envelope(key: str, recipient: str, delivery: Delivery, notice: Notice) -> Envelope:
+    return Envelope(
+        dedup_key=key,
+        kind=notice.kind,
+        lead_id=notice.lead_id,
+        rule=notice.rule,
+        level=notice.level,
+        recipient=recipient,
+        delivery=delivery,
+        payload=notice.to_payload(),
+        due_at=NOW,
+    )
 
 
 def main() -> int:
@@ -90,7 +90,7 @@ def main() -> int:
             rep = i % args.reps
             manager = rep % args.managers
             notice = Notice(
-                kind=BREACH,
+                kind=NoticeKind.BREACH,
                 rule="first_touch",
                 lead_id=str(i),
                 lead_name=f"Lead {i}",
@@ -105,15 +105,13 @@ def main() -> int:
                 timezone="UTC",
                 team=f"team{manager}",
             )
-            rows.append(_row(f"{i}|rep", BREACH, f"email:rep{rep}@example.com", "direct", notice))
-            escalation = Notice(**{**notice.__dict__, "kind": ESCALATION, "level": 1})
             rows.append(
-                _row(
-                    f"{i}|mgr",
-                    ESCALATION,
-                    f"email:manager{manager}@example.com",
-                    "digest",
-                    escalation,
+                _envelope(f"{i}|rep", f"email:rep{rep}@example.com", Delivery.DIRECT, notice)
+            )
+            escalation = replace(notice, kind=NoticeKind.ESCALATION, level=1)
+            rows.append(
+                _envelope(
+                    f"{i}|mgr", f"email:manager{manager}@example.com", Delivery.DIGEST, escalation
                 )
             )
         # The verdicts the notices stand on: deliver drops a notice whose breach is no longer
@@ -132,7 +130,7 @@ def main() -> int:
         ]
         with sessions() as session:
             session.execute(insert(Finding), findings)
-            session.execute(insert(OutboxMessage), rows)
+            outbox.enqueue(session, rows, NOW)
             session.commit()
 
         client = SlackClient("xoxb-bench", slack.api_url)

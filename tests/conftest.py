@@ -104,6 +104,5 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
 
 @pytest.fixture
 def ctx(world: World) -> Iterator[Context]:
-    context = world.context()
-    yield context
-    context.close()
+    with world.context() as context:
+        yield context

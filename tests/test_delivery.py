@@ -11,9 +11,10 @@ import pytest
 
 from tests.e2e.world import CONFIG, Clock, World, make_world, outbox_rows
 from worker.pipeline.context import Context
-from worker.pipeline.deliver import ChannelPacer, Post
+from worker.pipeline.deliver import Post
 from worker.pipeline.stages import run_once
 from worker.slack.messages import MAX_BLOCKS, SlackMessage
+from worker.slack.pacing import ChannelPacer
 
 DIGEST_CONFIG = (
     CONFIG.replace(
@@ -115,75 +116,73 @@ def test_a_rep_abroad_is_not_pinged_at_night(tmp_path: Path, database_url: str) 
     # A Berlin team (09:00-17:00), a rep whose Slack profile says New York.
     clock = Clock(datetime(2026, 11, 24, 8, 30, tzinfo=UTC))  # 09:30 Berlin, 03:30 New York
     for world in make_world(tmp_path, database_url, clock=clock, config=BERLIN_CONFIG):
-        ctx = world.context()
-        world.add_rep(slack_id=None)
-        world.slack.add_user("U0LENA", "lena@example.com", "Lena Fischer", tz="America/New_York")
-        world.add_lead(assigned_ago=timedelta(hours=20))  # breached yesterday
-        run_once(ctx)
-        assert world.slack.dms_to("U0LENA") == []
-        (row,) = [r for r in outbox_rows(ctx) if r.recipient == "email:lena@example.com"]
-        assert row.status == "pending"
-        assert row.due_at == datetime(2026, 11, 24, 14, 0, tzinfo=UTC)  # 09:00 in New York
-        clock.now = datetime(2026, 11, 24, 14, 1, tzinfo=UTC)
-        run_once(ctx)
-        (dm,) = world.slack.dms_to("U0LENA")
-        assert "EST" in dm.text  # the deadline in the rep's own time zone
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep(slack_id=None)
+            world.slack.add_user(
+                "U0LENA", "lena@example.com", "Lena Fischer", tz="America/New_York"
+            )
+            world.add_lead(assigned_ago=timedelta(hours=20))  # breached yesterday
+            run_once(ctx)
+            assert world.slack.dms_to("U0LENA") == []
+            (row,) = [r for r in outbox_rows(ctx) if r.recipient == "email:lena@example.com"]
+            assert row.status == "pending"
+            assert row.due_at == datetime(2026, 11, 24, 14, 0, tzinfo=UTC)  # 09:00 in New York
+            clock.now = datetime(2026, 11, 24, 14, 1, tzinfo=UTC)
+            run_once(ctx)
+            (dm,) = world.slack.dms_to("U0LENA")
+            assert "EST" in dm.text  # the deadline in the rep's own time zone
 
 
 def test_nothing_goes_out_on_a_weekend(tmp_path: Path, database_url: str) -> None:
     clock = Clock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday
     for world in make_world(tmp_path, database_url, clock=clock, config=BERLIN_CONFIG):
-        ctx = world.context()
-        world.add_rep()
-        world.add_lead(assigned_ago=timedelta(days=2))
-        run_once(ctx)
-        assert world.slack.messages == []
-        assert {r.due_at for r in outbox_rows(ctx)} == {
-            datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 Berlin
-        }
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            world.add_lead(assigned_ago=timedelta(days=2))
+            run_once(ctx)
+            assert world.slack.messages == []
+            assert {r.due_at for r in outbox_rows(ctx)} == {
+                datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 Berlin
+            }
 
 
 def test_a_digest_for_600_overdue_leads_is_split_within_limits_and_loses_none(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     for world in make_world(tmp_path, sqlite_url, config=DIGEST_CONFIG):
-        ctx = world.context()
-        world.add_rep()
-        names = [f"Lead Number{i:03d}" for i in range(600)]
-        for i, name in enumerate(names):
-            world.add_lead(assigned_ago=timedelta(hours=3, minutes=i % 50), name=name)
-        run_once(ctx)
-        assert world.slack.dms_to("U0MIKE") == []  # waits for the 09:00 digest
-        world.clock.now = datetime(2026, 11, 25, 9, 0, 30, tzinfo=UTC)
-        run_once(ctx)
-        parts = world.slack.dms_to("U0MIKE")
-        assert len(parts) > 1
-        assert all(f"(part {i} of {len(parts)})" in p.text for i, p in enumerate(parts, 1))
-        everything = " ".join(str(p.blocks) for p in parts)
-        assert all(name in everything for name in names)
-        assert all(len(p.blocks or []) <= MAX_BLOCKS for p in parts)
-        digests = [r for r in outbox_rows(ctx) if r.delivery == "digest"]
-        assert len(digests) == 600 and {r.status for r in digests} == {"sent"}
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            names = [f"Lead Number{i:03d}" for i in range(600)]
+            for i, name in enumerate(names):
+                world.add_lead(assigned_ago=timedelta(hours=3, minutes=i % 50), name=name)
+            run_once(ctx)
+            assert world.slack.dms_to("U0MIKE") == []  # waits for the 09:00 digest
+            world.clock.now = datetime(2026, 11, 25, 9, 0, 30, tzinfo=UTC)
+            run_once(ctx)
+            parts = world.slack.dms_to("U0MIKE")
+            assert len(parts) > 1
+            assert all(f"(part {i} of {len(parts)})" in p.text for i, p in enumerate(parts, 1))
+            everything = " ".join(str(p.blocks) for p in parts)
+            assert all(name in everything for name in names)
+            assert all(len(p.blocks or []) <= MAX_BLOCKS for p in parts)
+            digests = [r for r in outbox_rows(ctx) if r.delivery == "digest"]
+            assert len(digests) == 600 and {r.status for r in digests} == {"sent"}
 
 
 def test_a_broken_channel_falls_back_to_the_fallback_channel(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     for world in make_world(tmp_path, sqlite_url, config=DIGEST_CONFIG):
-        ctx = world.context()
-        world.add_rep()
-        world.add_lead(assigned_ago=timedelta(hours=6))
-        run_once(ctx)
-        run_once(ctx)
-        (post,) = world.slack.messages_in("sales-escalations")
-        assert "Could not deliver to #gone (channel_not_found)" in str(post.blocks)
-        statuses = {r.recipient: r.status for r in outbox_rows(ctx)}
-        assert statuses["channel:#gone"] == "rerouted"
-        assert statuses["channel:#sales-escalations"] == "sent"
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            world.add_lead(assigned_ago=timedelta(hours=6))
+            run_once(ctx)
+            run_once(ctx)
+            (post,) = world.slack.messages_in("sales-escalations")
+            assert "Could not deliver to #gone (channel_not_found)" in str(post.blocks)
+            statuses = {r.recipient: r.status for r in outbox_rows(ctx)}
+            assert statuses["channel:#gone"] == "rerouted"
+            assert statuses["channel:#sales-escalations"] == "sent"
 
 
 def test_a_revoked_token_turns_health_red_until_delivery_works(
@@ -242,16 +241,15 @@ def test_a_notice_the_lead_outran_over_the_weekend_is_not_sent(
 ) -> None:
     clock = Clock(datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday
     for world in make_world(tmp_path, database_url, clock=clock, config=BERLIN_CONFIG):
-        ctx = world.context()
-        world.add_rep()
-        lead = world.add_lead(assigned_ago=timedelta(days=2))  # breached Thursday... held
-        run_once(ctx)  # the overdue notice waits for Monday 09:00
-        clock.now = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)  # Sunday: the rep calls
-        world.add_call(lead)
-        run_once(ctx)
-        clock.now = datetime(2026, 11, 30, 8, 1, tzinfo=UTC)  # Monday 09:01 Berlin
-        result = run_once(ctx)
-        assert world.slack.messages == []  # neither "overdue" nor "done, late"
-        assert result["deliver"]["rows_superseded"] >= 1  # type: ignore[index]
-        assert {r.status for r in outbox_rows(ctx)} == {"superseded"}
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            lead = world.add_lead(assigned_ago=timedelta(days=2))  # breached Thursday... held
+            run_once(ctx)  # the overdue notice waits for Monday 09:00
+            clock.now = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)  # Sunday: the rep calls
+            world.add_call(lead)
+            run_once(ctx)
+            clock.now = datetime(2026, 11, 30, 8, 1, tzinfo=UTC)  # Monday 09:01 Berlin
+            result = run_once(ctx)
+            assert world.slack.messages == []  # neither "overdue" nor "done, late"
+            assert result["deliver"]["rows_superseded"] >= 1  # type: ignore[index]
+            assert {r.status for r in outbox_rows(ctx)} == {"superseded"}

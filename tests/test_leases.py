@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.e2e.world import World
 from worker.pipeline.context import Context
-from worker.pipeline.stages import run_sync
+from worker.pipeline.stages import run_stage
 from worker.store import leases
 from worker.store.db import session_scope
 from worker.store.leases import Lease, LeaseLost
@@ -75,10 +75,10 @@ def test_a_sync_while_another_runs_skips_without_asking_the_crm(world: World, ct
     with Lease(ctx.sessions, "sync", ctx.clock) as other_worker:
         assert other_worker.held
         before = sum(world.hubspot.counts.values())
-        summary = run_sync(ctx)
+        summary = run_stage(ctx, "sync")
         assert summary.already_running and summary.leads == 0
         assert sum(world.hubspot.counts.values()) == before
-    summary = run_sync(ctx)  # the other worker is done: this one runs
+    summary = run_stage(ctx, "sync")  # the other worker is done: this one runs
     assert not summary.already_running and summary.leads == 1
 
 
@@ -95,6 +95,6 @@ def test_a_long_sync_renews_its_lease_page_by_page(world: World, ctx: Context) -
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(leases, "take", counting_take)
-        summary = run_sync(ctx)
+        summary = run_stage(ctx, "sync")
     # One take to start, then one renewal per committed page (leads, touches of each kind).
     assert summary.pages >= 2 and len(renewals) == 1 + summary.pages

@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.world import CONFIG, World, make_world
 from worker.pipeline.context import Context
 from worker.pipeline.report import report_text
-from worker.pipeline.stages import run_once, run_report
+from worker.pipeline.stages import run_once, run_stage
 from worker.store.models import Lead
 
 MARKETING = """
@@ -53,7 +53,7 @@ def test_an_incomplete_lead_is_flagged_with_what_it_lacks(world: World, ctx: Con
     run_once(ctx)
     with ctx.sessions() as session:
         assert session.get(Lead, incomplete).missing_fields == ["phone"]  # type: ignore[union-attr]
-    report, _ = run_report(ctx)
+    report = run_stage(ctx, "report", post=False).report
     assert report.marketing is not None
     assert report.marketing.incomplete_total == 1
     assert report.marketing.incomplete == [(incomplete, "No Phone", ["phone"])]
@@ -66,7 +66,8 @@ def test_marketing_hears_when_the_quota_pace_falls_behind(world: World, ctx: Con
         _complete(world, world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead N{i}"))
     world.add_lead(assigned_ago=timedelta(minutes=5), name="Phoneless Lead")
     run_once(ctx)
-    report, queued = run_report(ctx, post=True)
+    summary = run_stage(ctx, "report", post=True)
+    report, queued = summary.report, summary.queued
     assert report.marketing is not None
     # 5 leads by the 24th of a 30-day month: about 6 by month end, 64 % of 10.
     assert (report.marketing.delivered, report.marketing.projected) == (5, 6)
@@ -77,7 +78,7 @@ def test_marketing_hears_when_the_quota_pace_falls_behind(world: World, ctx: Con
     assert "Below pace" in str(post.blocks) and "5 of 10 qualified leads" in str(post.blocks)
     assert "Incomplete leads handed to sales: 1" in str(post.blocks)
     assert "Phoneless Lead" in str(post.blocks) and "missing phone" in str(post.blocks)
-    _, again = run_report(ctx, post=True)
+    again = run_stage(ctx, "report", post=True).queued
     assert not again  # once a day
 
 
@@ -87,7 +88,7 @@ def test_sales_feedback_counts_returned_leads_per_source(world: World, ctx: Cont
         lead = world.add_lead(assigned_ago=timedelta(hours=1), name=f"Lead R{i}")
         world.hubspot.upsert_contact(lead, hs_analytics_source=source, hs_lead_status="UNQUALIFIED")
     run_once(ctx)
-    report, _ = run_report(ctx)
+    report = run_stage(ctx, "report", post=False).report
     assert report.marketing is not None
     assert {k: dict(v) for k, v in report.marketing.returns_by_source.items()} == {
         "PAID_SOCIAL": {"UNQUALIFIED": 2},
@@ -141,17 +142,16 @@ def test_an_early_return_is_a_breach_with_the_reps_stated_reason(
         "    return_statuses: [UNQUALIFIED]\n    min_open: 2d\n",
     )
     for world in make_world(tmp_path, sqlite_url, config=config):
-        ctx = world.context()
-        world.add_rep()
-        lead = world.add_lead(assigned_ago=timedelta(hours=3))
-        world.add_call(lead, at=world.clock.now - timedelta(hours=2, minutes=40))
-        world.clock.advance(timedelta(minutes=1))
-        world.hubspot.upsert_contact(lead, hs_lead_status="UNQUALIFIED")
-        run_once(ctx)
-        (dm,) = world.slack.dms_to("U0LENA")
-        assert "Returned to marketing too early" in dm.text
-        assert "reason given: UNQUALIFIED" in str(dm.blocks)
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            lead = world.add_lead(assigned_ago=timedelta(hours=3))
+            world.add_call(lead, at=world.clock.now - timedelta(hours=2, minutes=40))
+            world.clock.advance(timedelta(minutes=1))
+            world.hubspot.upsert_contact(lead, hs_lead_status="UNQUALIFIED")
+            run_once(ctx)
+            (dm,) = world.slack.dms_to("U0LENA")
+            assert "Returned to marketing too early" in dm.text
+            assert "reason given: UNQUALIFIED" in str(dm.blocks)
 
 
 def marketing_config(extra_marketing_lines: str) -> str:
@@ -164,30 +164,28 @@ def marketing_config(extra_marketing_lines: str) -> str:
 def test_a_custom_required_field_is_read_from_the_crm(tmp_path: Path, sqlite_url: str) -> None:
     config = marketing_config("  required_fields: [phone, jobtitle]\n")
     for world in make_world(tmp_path, sqlite_url, config=config):
-        ctx = world.context()
-        world.add_rep()
-        with_title = world.add_lead(assigned_ago=timedelta(minutes=5), name="Has Title")
-        world.hubspot.upsert_contact(with_title, jobtitle="Head of Ops")
-        without = world.add_lead(assigned_ago=timedelta(minutes=5), name="No Title")
-        run_once(ctx)
-        with ctx.sessions() as session:
-            assert session.get(Lead, with_title).missing_fields == ["phone"]  # type: ignore[union-attr]
-            assert session.get(Lead, without).missing_fields == ["phone", "jobtitle"]  # type: ignore[union-attr]
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            with_title = world.add_lead(assigned_ago=timedelta(minutes=5), name="Has Title")
+            world.hubspot.upsert_contact(with_title, jobtitle="Head of Ops")
+            without = world.add_lead(assigned_ago=timedelta(minutes=5), name="No Title")
+            run_once(ctx)
+            with ctx.sessions() as session:
+                assert session.get(Lead, with_title).missing_fields == ["phone"]  # type: ignore[union-attr]
+                assert session.get(Lead, without).missing_fields == ["phone", "jobtitle"]  # type: ignore[union-attr]
 
 
 def test_each_team_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
     config = marketing_config("  team_quotas: {sales: 4}\n")
     for world in make_world(tmp_path, sqlite_url, config=config):
-        ctx = world.context()
-        world.add_rep()
-        for i in range(4):
-            world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead T{i}")
-        run_once(ctx)
-        report, _ = run_report(ctx)
-        assert report.marketing is not None
-        assert report.marketing.teams == {"sales": (4, 4, 5, False)}  # on pace: 125 %
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            for i in range(4):
+                world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead T{i}")
+            run_once(ctx)
+            report = run_stage(ctx, "report", post=False).report
+            assert report.marketing is not None
+            assert report.marketing.teams == {"sales": (4, 4, 5, False)}  # on pace: 125 %
 
 
 def test_each_lead_source_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_url: str) -> None:
@@ -195,25 +193,24 @@ def test_each_lead_source_with_a_quota_gets_its_own_pace(tmp_path: Path, sqlite_
         "  team_quotas: {sales: 4}\n  source_quotas: {organic_search: 3, PAID_SOCIAL: 2}\n"
     )
     for world in make_world(tmp_path, sqlite_url, config=config):
-        ctx = world.context()
-        world.add_rep()
-        for i in range(4):
-            lead = world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead S{i}")
-            if i < 3:  # the CRM spells it in capitals; the admin did not
-                world.hubspot.upsert_contact(lead, hs_analytics_source="ORGANIC_SEARCH")
-        run_once(ctx)
-        report, _ = run_report(ctx)
-        assert report.marketing is not None
-        # Same clock as the team test above: 4 delivered project to 5, so 3 project to 4.
-        assert report.marketing.sources == {
-            "organic_search": (3, 3, 4, False),
-            "PAID_SOCIAL": (0, 2, 0, True),
-        }
-        text = report_text(report)
-        assert "source organic_search: 3 of 3, projected 4" in text
-        assert "BELOW PACE: source PAID_SOCIAL: 0 of 2" in text
-        assert "team sales: 4 of 4" in text
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            for i in range(4):
+                lead = world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Lead S{i}")
+                if i < 3:  # the CRM spells it in capitals; the admin did not
+                    world.hubspot.upsert_contact(lead, hs_analytics_source="ORGANIC_SEARCH")
+            run_once(ctx)
+            report = run_stage(ctx, "report", post=False).report
+            assert report.marketing is not None
+            # Same clock as the team test above: 4 delivered project to 5, so 3 project to 4.
+            assert report.marketing.sources == {
+                "organic_search": (3, 3, 4, False),
+                "PAID_SOCIAL": (0, 2, 0, True),
+            }
+            text = report_text(report)
+            assert "source organic_search: 3 of 3, projected 4" in text
+            assert "BELOW PACE: source PAID_SOCIAL: 0 of 2" in text
+            assert "team sales: 4 of 4" in text
 
 
 def test_a_quota_for_an_unknown_team_names_the_key() -> None:
@@ -237,24 +234,23 @@ def test_feedback_uses_the_reps_reason_and_the_campaign_when_configured(
         "  reason_property: disqualification_reason\n  campaign_property: utm_campaign\n"
     )
     for world in make_world(tmp_path, sqlite_url, config=config):
-        ctx = world.context()
-        world.add_rep()
-        for i, (campaign, reason) in enumerate(
-            [("spring", "no budget"), ("spring", "no budget"), ("webinar", None)]
-        ):
-            lead = world.add_lead(assigned_ago=timedelta(hours=1), name=f"Lead F{i}")
-            world.hubspot.upsert_contact(
-                lead,
-                hs_analytics_source="PAID_SOCIAL",
-                utm_campaign=campaign,
-                disqualification_reason=reason,
-                hs_lead_status="UNQUALIFIED",
-            )
-        run_once(ctx)
-        report, _ = run_report(ctx)
-        assert report.marketing is not None
-        assert {k: dict(v) for k, v in report.marketing.returns_by_source.items()} == {
-            "PAID_SOCIAL / spring": {"no budget": 2},
-            "PAID_SOCIAL / webinar": {"UNQUALIFIED (no reason)": 1},
-        }
-        ctx.close()
+        with world.context() as ctx:
+            world.add_rep()
+            for i, (campaign, reason) in enumerate(
+                [("spring", "no budget"), ("spring", "no budget"), ("webinar", None)]
+            ):
+                lead = world.add_lead(assigned_ago=timedelta(hours=1), name=f"Lead F{i}")
+                world.hubspot.upsert_contact(
+                    lead,
+                    hs_analytics_source="PAID_SOCIAL",
+                    utm_campaign=campaign,
+                    disqualification_reason=reason,
+                    hs_lead_status="UNQUALIFIED",
+                )
+            run_once(ctx)
+            report = run_stage(ctx, "report", post=False).report
+            assert report.marketing is not None
+            assert {k: dict(v) for k, v in report.marketing.returns_by_source.items()} == {
+                "PAID_SOCIAL / spring": {"no budget": 2},
+                "PAID_SOCIAL / webinar": {"UNQUALIFIED (no reason)": 1},
+            }

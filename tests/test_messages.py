@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from worker.notices import BREACH, ESCALATION, WARNING, Notice
+from worker.notices import Notice, NoticeKind
 from worker.slack.messages import (
     MAX_BLOCKS,
     MAX_SECTION_CHARS,
@@ -16,6 +16,7 @@ from worker.slack.messages import (
     render_notices,
 )
 
+BREACH, ESCALATION, WARNING = NoticeKind.BREACH, NoticeKind.ESCALATION, NoticeKind.WARNING
 DEADLINE = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)  # Friday 15:30 in Berlin
 
 

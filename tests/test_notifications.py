@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from worker.config import Team
-from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING
+from worker.notices import NoticeKind
 from worker.pipeline.notifications import LeadFacts, drafts_for, resolve_recipient
 from worker.sla import (
     BusinessCalendar,
@@ -23,6 +23,8 @@ DEADLINE = NOW - timedelta(hours=3)
 TEAM = Team("sales", BusinessCalendar.always_open(), "Boss@Example.com", "#sales-esc")
 FACTS = LeadFacts("42", "Maria Lopez", "Nordwind", "HIGH", None, "Lena@Example.com", "Lena F")
 POLICY = EscalationPolicy()
+BREACH, ESCALATION = NoticeKind.BREACH, NoticeKind.ESCALATION
+RESOLVED, WARNING = NoticeKind.RESOLVED, NoticeKind.WARNING
 
 
 def _result(state: RuleState, rule: Rule = Rule.FIRST_TOUCH) -> RuleResult:

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e.world import CONFIG, World, make_world, outbox_rows
+from worker.pipeline import recycle
 from worker.pipeline.context import Context
-from worker.pipeline.stages import run_once, run_recycle, run_undo_recycle
+from worker.pipeline.stages import run_once, run_stage
 from worker.store.models import RecycleAudit
 
 RECYCLE_CONFIG = (
@@ -84,7 +85,7 @@ def test_exactly_the_eligible_leads_are_recycled_with_the_right_properties(
 ) -> None:
     leads = _setup(world)
     run_once(ctx)
-    summary = run_recycle(ctx)
+    summary = run_stage(ctx, "recycle")
     assert (summary.due, summary.recycled) == (3, 1)
     stale = world.hubspot.contact(leads["stale"])
     assert stale["lifecyclestage"] == "lead"
@@ -100,7 +101,7 @@ def test_exactly_the_eligible_leads_are_recycled_with_the_right_properties(
 def test_the_rep_and_marketing_hear_of_it_once(world: World, ctx: Context) -> None:
     _setup(world)
     run_once(ctx)
-    run_recycle(ctx)
+    run_stage(ctx, "recycle")
     run_once(ctx)
     (post,) = world.slack.messages_in("marketing-ops")
     assert "Recycled to marketing" in post.text and "Stale Lead" in post.text
@@ -115,7 +116,7 @@ def test_a_lead_touched_after_judgement_is_not_recycled(world: World, ctx: Conte
     run_once(ctx)
     world.clock.advance(timedelta(minutes=5))
     world.add_call(leads["stale"])  # the rep acts before the recycle run
-    summary = run_recycle(ctx)
+    summary = run_stage(ctx, "recycle")
     assert summary.recycled == 0
     assert world.hubspot.contact(leads["stale"])["hs_lead_status"] == "OPEN"
     (item,) = [i for i in summary.items if i.name == "Stale Lead"]
@@ -125,8 +126,8 @@ def test_a_lead_touched_after_judgement_is_not_recycled(world: World, ctx: Conte
 def test_undo_restores_the_previous_values(world: World, ctx: Context) -> None:
     leads = _setup(world)
     run_once(ctx)
-    run_id = run_recycle(ctx).run_id
-    restored = run_undo_recycle(ctx, run_id)
+    run_id = run_stage(ctx, "recycle").run_id
+    restored = recycle.run_undo(ctx, ctx.clock(), run_id)
     assert restored.recycled == 1
     stale = world.hubspot.contact(leads["stale"])
     assert stale["lifecyclestage"] == "salesqualifiedlead"
@@ -140,7 +141,7 @@ def test_a_dry_run_writes_nothing(world: World, ctx: Context) -> None:
     leads = _setup(world)
     run_once(ctx)
     before = world.hubspot.contact(leads["stale"])
-    summary = run_recycle(ctx, dry_run=True)
+    summary = run_stage(ctx, "recycle", dry_run=True)
     assert summary.recycled == 1
     (item,) = [i for i in summary.items if i.outcome == "would recycle"]
     assert item.before["hs_lead_status"] == "OPEN" and item.after["hs_lead_status"] == "RECYCLED"
@@ -155,7 +156,7 @@ def test_the_per_run_cap_holds(world: World, ctx: Context) -> None:
     world.add_rep()
     leads = [_worked_lead(world, f"Stale N{i}") for i in range(3)]
     run_once(ctx)
-    summary = run_recycle(ctx)
+    summary = run_stage(ctx, "recycle")
     assert (summary.recycled, summary.waiting) == (2, 1)
     recycled = [
         lead for lead in leads if world.hubspot.contact(lead)["hs_lead_status"] == "RECYCLED"
@@ -170,7 +171,7 @@ def test_a_lead_with_an_open_deal_is_never_recycled(world: World, ctx: Context) 
     world.hubspot.add_deal(stage="contractsent", contact_ids=[open_deal])
     world.hubspot.add_deal(stage="closedlost", contact_ids=[closed_deal])
     run_once(ctx)
-    summary = run_recycle(ctx)
+    summary = run_stage(ctx, "recycle")
     assert summary.recycled == 1
     assert world.hubspot.contact(open_deal)["hs_lead_status"] == "OPEN"
     assert world.hubspot.contact(closed_deal)["hs_lead_status"] == "RECYCLED"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.crm.records import CrmLead, CrmTouch
 from worker.store import mirror, outbox, queries
 from worker.store.db import make_engine, upgrade
-from worker.store.models import Finding, Lead, LeadStatusChange, OutboxMessage
+from worker.store.models import Finding, Lead, LeadStatusChange, OutboxRow
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -29,20 +29,18 @@ def _lead(**overrides: object) -> CrmLead:
     return CrmLead(**values)  # type: ignore[arg-type]
 
 
-def _outbox_row(key: str, recipient: str = "email:lena@example.com") -> dict[str, object]:
-    return {
-        "dedup_key": key,
-        "kind": "breach",
-        "lead_id": "1",
-        "rule": "first_touch",
-        "level": 0,
-        "recipient": recipient,
-        "payload": {"x": 1},
-        "created_at": NOW,
-        "due_at": NOW,
-        "status": "pending",
-        "attempts": 0,
-    }
+def _envelope(key: str, lead_id: str = "1") -> outbox.Envelope:
+    return outbox.Envelope(
+        dedup_key=key,
+        kind="breach",
+        lead_id=lead_id,
+        rule="first_touch",
+        level=0,
+        recipient="email:lena@example.com",
+        delivery=outbox.Delivery.DIRECT,
+        payload={"x": 1},
+        due_at=NOW,
+    )
 
 
 def test_migrations_create_every_table_and_run_twice(database_url: str) -> None:
@@ -124,36 +122,36 @@ def test_the_cursor_only_moves_forward(sessions: sessionmaker[Session]) -> None:
 
 def test_the_outbox_keeps_one_row_per_dedup_key(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        assert outbox.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k2")]) == 2
+        assert outbox.enqueue(session, [_envelope("k1"), _envelope("k2")], NOW) == 2
         session.commit()
     with sessions() as session:
-        assert outbox.insert_outbox(session, [_outbox_row("k1"), _outbox_row("k3")]) == 1
+        assert outbox.enqueue(session, [_envelope("k1"), _envelope("k3")], NOW) == 1
         session.commit()
-        assert len(session.scalars(select(OutboxMessage)).all()) == 3
+        assert len(session.scalars(select(OutboxRow)).all()) == 3
 
 
 def test_two_senders_never_claim_the_same_row(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        outbox.insert_outbox(session, [_outbox_row(f"k{i}") for i in range(5)])
+        outbox.enqueue(session, [_envelope(f"k{i}") for i in range(5)], NOW)
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as first, sessions() as second:
-        a = outbox.claim_rows(first, "email:lena@example.com", NOW, lease)
-        b = outbox.claim_rows(second, "email:lena@example.com", NOW, lease)
+        a = outbox.claim(first, "email:lena@example.com", NOW, lease)
+        b = outbox.claim(second, "email:lena@example.com", NOW, lease)
     assert len(a) == 5
     assert b == []
 
 
 def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        outbox.insert_outbox(session, [_outbox_row("k1")])
+        outbox.enqueue(session, [_envelope("k1")], NOW)
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as session:
-        assert len(outbox.claim_rows(session, "email:lena@example.com", NOW, lease)) == 1
+        assert len(outbox.claim(session, "email:lena@example.com", NOW, lease)) == 1
         later = NOW + lease + timedelta(seconds=1)
         assert outbox.recipients_due(session, later) == ["email:lena@example.com"]
-        again = outbox.claim_rows(session, "email:lena@example.com", later, lease)
+        again = outbox.claim(session, "email:lena@example.com", later, lease)
         assert [r.attempts for r in again] == [2]
 
 
@@ -176,15 +174,26 @@ def test_pruning_forgets_only_news_that_cannot_come_back(
 ) -> None:
     old, young = NOW - timedelta(days=100), NOW - timedelta(days=10)
 
-    def row(key: str, lead: str, status: str, created: datetime) -> dict[str, object]:
-        return {**_outbox_row(key), "lead_id": lead, "status": status, "created_at": created}
+    def row(key: str, lead: str, status: str, created: datetime) -> OutboxRow:
+        return OutboxRow(
+            dedup_key=key,
+            kind="breach",
+            lead_id=lead,
+            rule="first_touch",
+            level=0,
+            recipient="email:lena@example.com",
+            payload={"x": 1},
+            created_at=created,
+            due_at=created,
+            status=status,
+            attempts=0,
+        )
 
     def finding(lead: str, state: str) -> Finding:
         return Finding(lead_id=lead, rule="first_touch", policy="p", state=state, evaluated_at=NOW)
 
     with sessions() as session:
-        outbox.insert_outbox(
-            session,
+        session.add_all(
             [
                 row("met-old", "A", "sent", old),  # forgotten
                 row("superseded-old", "A", "superseded", old),  # forgotten
@@ -194,14 +203,14 @@ def test_pruning_forgets_only_news_that_cannot_come_back(
                 row("pending-old", "D", "pending", old),  # not sent yet
                 row("sibling-old", "D", "sent", old),  # news about D still waits to go out
                 row("no-finding-old", "E", "failed", old),  # lead gone: forgotten
-            ],
+            ]
         )
         session.add_all([finding("A", "met_late"), finding("B", "breached")])
         session.add_all([finding("W", "warning"), finding("C", "met")])
         session.commit()
         assert outbox.prune(session, NOW - timedelta(days=90)) == 3
         session.commit()
-        kept = set(session.scalars(select(OutboxMessage.dedup_key)))
+        kept = set(session.scalars(select(OutboxRow.dedup_key)))
     assert kept == {"breached-old", "warning-old", "met-young", "pending-old", "sibling-old"}
     with sessions() as session:  # the keys that stayed still stop a second notice
-        assert outbox.insert_outbox(session, [row("breached-old", "B", "pending", NOW)]) == 0
+        assert outbox.enqueue(session, [_envelope("breached-old", "B")], NOW) == 0

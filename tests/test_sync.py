@@ -167,8 +167,7 @@ def test_activity_on_an_already_synced_lead_makes_it_dirty_again(
 
 # -- end to end: an owner change restarts the first-touch clock ---------------------------------
 def test_an_owner_change_restarts_the_first_touch_clock(world: World) -> None:
-    ctx = world.context()
-    try:
+    with world.context() as ctx:
         world.add_rep("101", "Lena Fischer", "U0LENA")
         world.add_rep("102", "Jonas Weber", "U0JONAS")
         lead = world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
@@ -188,5 +187,3 @@ def test_an_owner_change_restarts_the_first_touch_clock(world: World) -> None:
             assert after.deadline_at == world.clock.now + timedelta(hours=1)
             assert after.state == "pending"
         assert world.slack.dms_to("U0JONAS") == []  # the new owner is not blamed
-    finally:
-        ctx.close()

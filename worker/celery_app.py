@@ -1,8 +1,10 @@
 """The Celery app: broker from ``BROKER_URL``, beat schedule from the config's ``schedules``.
 
 ``celery -A worker.celery_app worker`` and ``celery -A worker.celery_app beat`` load this
-module. Run exactly one beat (docker-compose does). A bad config stops start-up with the
-key path in the error rather than a beat that schedules nothing.
+module. Importing it has no side effects: the app reads the environment and the config when
+Celery first needs its configuration (worker or beat start), through ``add_defaults``. Run
+exactly one beat (docker-compose does). A bad config stops start-up with the key path in the
+error rather than a beat that schedules nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ PRUNE_EVERY = timedelta(hours=6)
 
 
 def make_app(settings: Settings) -> Celery:
+    """An app configured from ``settings`` now (tests, tools)."""
+    app = Celery("sla_worker", include=["worker.tasks"])
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    """Broker, beat schedule and delivery guarantees from the settings and the config."""
     config = load_config(settings.config_path)
-    app = Celery("sla_worker", broker=settings.broker_url, include=["worker.tasks"])
     schedule: dict[str, dict[str, object]] = {}
     for name in TASKS:
         every = getattr(config.schedules, name)
@@ -52,7 +61,8 @@ def make_app(settings: Settings) -> Celery:
             "task": "worker.tasks.report",
             "schedule": _schedule(config.marketing.schedule),
         }
-    app.conf.update(
+    return dict(
+        broker_url=settings.broker_url,
         beat_schedule=schedule,
         beat_schedule_filename=os.environ.get(
             "SLA_BEAT_SCHEDULE",
@@ -68,7 +78,6 @@ def make_app(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
     )
-    return app
 
 
 def _schedule(text: str) -> float | crontab:
@@ -80,4 +89,25 @@ def _schedule(text: str) -> float | crontab:
     return parse_wall_duration(text).total_seconds()
 
 
-app = make_app(Settings.from_env())
+class _LazyConfig:
+    """The app's configuration, made when Celery first needs it: from ``settings`` when
+    :func:`configure` gave them, else from the environment."""
+
+    settings: Settings | None = None
+
+    def __call__(self) -> dict[str, object]:
+        return celery_config(self.settings or Settings.from_env())
+
+
+_lazy_config = _LazyConfig()
+
+#: The app ``celery -A worker.celery_app`` finds; configured on first use.
+app = Celery("sla_worker", include=["worker.tasks"])
+app.add_defaults(_lazy_config)
+
+
+def configure(settings: Settings, **overrides: object) -> None:
+    """Configure the app from ``settings`` instead of the environment, plus ``overrides``
+    (Celery setting names). Call before the app is first used."""
+    _lazy_config.settings = settings
+    app.conf.update(overrides)

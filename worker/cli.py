@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from worker.errors import ConfigError, SlaWorkerError
+from worker.pipeline.context import open_context
 from worker.settings import Settings
 
 EXIT_OK = 0
@@ -124,7 +125,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if command == "explain":
         from worker.explain import explain_text
 
-        print(explain_text(settings, args.lead_id))
+        with open_context(settings) as ctx:
+            print(explain_text(ctx, args.lead_id, ctx.clock()))
         return EXIT_OK
     if command == "worker":
         from worker.celery_app import app
@@ -162,9 +164,7 @@ def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> 
 
     from worker.config import load_ruleset
     from worker.pipeline.backtest import backtest, backtest_text
-    from worker.store.db import make_engine, make_sessionmaker
 
-    current = load_ruleset(settings.config_path)
     candidate = load_ruleset(candidate_path)
     try:
         at = datetime.fromisoformat(at_text) if at_text else datetime.now(UTC)
@@ -172,27 +172,22 @@ def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> 
         raise ConfigError(f'--at: "{at_text}" is not an ISO time like 2026-11-24T10:00') from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    engine = make_engine(settings.database_url)
-    try:
-        result = backtest(make_sessionmaker(engine), current, candidate, at.astimezone(UTC))
-    finally:
-        engine.dispose()
+    with open_context(settings) as ctx:
+        result = backtest(ctx.sessions, ctx.rules, candidate, at.astimezone(UTC))
     print(backtest_text(result))
     return EXIT_OK
 
 
 def _report(settings: Settings, *, post: bool, csv_path: str | None = None) -> int:
-    from worker.pipeline.context import build_context
+    from worker.pipeline import report as report_stage
     from worker.pipeline.report import report_text, write_compliance_csv
-    from worker.pipeline.stages import run_report
     from worker.store.db import upgrade
 
     upgrade(settings.database_url)
-    ctx = build_context(settings)
-    try:
-        report, queued = run_report(ctx, post=post)
-    finally:
-        ctx.close()
+    with open_context(settings) as ctx:
+        summary = report_stage.run(ctx, ctx.clock(), post=post)
+    report, queued = summary.report, summary.queued
+    assert report is not None
     print(report_text(report))
     if csv_path:
         print(f"{write_compliance_csv(report, csv_path)} compliance rows written to {csv_path}")
@@ -207,23 +202,19 @@ def _report(settings: Settings, *, post: bool, csv_path: str | None = None) -> i
 
 
 def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
-    from worker.pipeline.context import build_context
-    from worker.pipeline.stages import run_recycle, run_undo_recycle
+    from worker.pipeline import recycle
     from worker.store.db import upgrade
 
     upgrade(settings.database_url)
-    ctx = build_context(settings)
-    try:
+    with open_context(settings) as ctx:
         if ctx.rules.config.recycle is None and not undo_run:
             print("recycling is off: the config has no recycle: section")
             return EXIT_OK
         if undo_run:
-            summary = run_undo_recycle(ctx, undo_run)
+            summary = recycle.run_undo(ctx, ctx.clock(), undo_run)
             print(f"run {undo_run}: {summary.recycled} leads restored, {summary.failed} failed")
             return EXIT_OK if summary.failed == 0 else EXIT_FAILED
-        summary = run_recycle(ctx, dry_run=dry_run)
-    finally:
-        ctx.close()
+        summary = recycle.run(ctx, ctx.clock(), dry_run=dry_run)
     verb = "would recycle" if dry_run else "recycled"
     for item in summary.items:
         changes = ", ".join(
@@ -245,23 +236,12 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
 
 
 def _health(settings: Settings) -> int:
-    from sqlalchemy import func, select
-
     from worker.store import outbox
-    from worker.store.db import make_engine, make_sessionmaker, session_scope
-    from worker.store.models import OutboxMessage
+    from worker.store.db import session_scope
 
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            checks = outbox.health(session)
-            counts = dict(
-                session.execute(
-                    select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-                ).all()
-            )
-    finally:
-        engine.dispose()
+    with open_context(settings) as ctx, session_scope(ctx.sessions) as session:
+        checks = outbox.health(session)
+        counts = outbox.counts_by_status(session)
     for check in checks:
         state = "ok" if check.ok else "FAILING"
         detail = f": {check.detail}" if check.detail else ""
@@ -275,22 +255,18 @@ def _health(settings: Settings) -> int:
 
 
 def _run_once(settings: Settings, *, dry_run: bool) -> int:
-    from worker.pipeline.context import build_context
-    from worker.pipeline.deliver import Rendered
+    from worker.pipeline.deliver import Post
     from worker.pipeline.stages import run_once
     from worker.store.db import upgrade
 
     upgrade(settings.database_url)
-    ctx = build_context(settings)
-    try:
+    with open_context(settings) as ctx:
         result = run_once(ctx, dry_run=dry_run)
-    finally:
-        ctx.close()
     would_send = result.pop("would_send", None)
     if isinstance(would_send, list):
-        for item in would_send:
-            assert isinstance(item, Rendered)
-            print(f"--- would send to {item.recipient} ---\n{item.message.text}\n")
+        for post in would_send:
+            assert isinstance(post, Post)
+            print(f"--- would send to {post.recipient} ---\n{post.message.text}\n")
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 

@@ -1,15 +1,15 @@
 """``sla-worker demo``: the whole pipeline once, on embedded defaults, against local fakes.
 
 It starts a fake HubSpot and a fake Slack on 127.0.0.1, seeds a small sales team with leads
-(some on time, some overdue), points the real worker at them through the same environment
-variables production uses, runs sync → evaluate → deliver as Celery tasks in-process on a
-throw-away SQLite database, and prints each Slack message as its recipient would read it.
+(some on time, some overdue), points the real worker at them through the same settings
+production reads from the environment, runs sync → evaluate → deliver as Celery tasks
+in-process on a throw-away SQLite database, and prints each Slack message as its recipient
+would read it.
 It never talks to anything but loopback.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from worker import tasks
+from worker.celery_app import configure
 from worker.config import Ruleset, load_config
 from worker.fakes.hubspot import FakeHubSpot
 from worker.fakes.slack import FakeSlack
+from worker.pipeline.context import open_context
+from worker.settings import Settings
 from worker.sla import BusinessCalendar
 from worker.slack.messages import SlackMessage, as_plain_text
+from worker.store.db import upgrade
 
 DEMO_CONFIG = Path(__file__).parent / "demo_config.yaml"
 HUBSPOT_TOKEN = "demo-hubspot-token"
@@ -172,31 +177,29 @@ def run_demo(*, keep: bool = False) -> int:
     slack = seeded_slack()
     hubspot.start()
     slack.start()
-    os.environ.update(
-        SLA_CONFIG=str(DEMO_CONFIG),
-        DATABASE_URL=f"sqlite:///{workdir / 'demo.sqlite'}",
-        BROKER_URL="memory://localhost/",
-        HUBSPOT_BASE_URL=hubspot.base_url,
-        HUBSPOT_TOKEN=HUBSPOT_TOKEN,
-        SLACK_API_URL=slack.api_url,
-        SLACK_BOT_TOKEN=SLACK_TOKEN,
-        SLA_BEAT_SCHEDULE=str(workdir / "celerybeat-schedule"),
+    settings = Settings(
+        config_path=DEMO_CONFIG,
+        database_url=f"sqlite:///{workdir / 'demo.sqlite'}",
+        broker_url="memory://localhost/",
+        hubspot_base_url=hubspot.base_url,
+        hubspot_token=HUBSPOT_TOKEN,
+        slack_api_url=slack.api_url,
+        slack_bot_token=SLACK_TOKEN,
     )
     try:
-        from worker.settings import Settings
-        from worker.store.db import upgrade
-
-        upgrade(Settings.from_env().database_url)
-        from worker import tasks
-        from worker.celery_app import app
-
+        upgrade(settings.database_url)
         # The demo's "broker" is the process itself: tasks run inline, exactly as a worker
-        # would run them.
-        app.conf.task_always_eager = True
-        app.conf.task_eager_propagates = True
-        synced = tasks.sync.delay().get()
-        judged = tasks.evaluate.delay().get()
-        delivered = tasks.deliver.delay().get()
+        # would run them, against the demo's own context.
+        configure(
+            settings,
+            beat_schedule_filename=str(workdir / "celerybeat-schedule"),
+            task_always_eager=True,
+            task_eager_propagates=True,
+        )
+        with open_context(settings) as ctx, tasks.bound_to(ctx):
+            synced = tasks.sync.delay().get()
+            judged = tasks.evaluate.delay().get()
+            delivered = tasks.deliver.delay().get()
         _print_messages(slack)
         print(_summary(synced, judged, delivered, slack))
     finally:

@@ -1,7 +1,7 @@
-"""What one notification says, independent of how it is delivered: the outbox payload.
+"""What one notice says about one lead, independent of who gets it and how: the outbox payload.
 
-A :class:`Notice` is written into the outbox by the evaluate stage as plain JSON and read back
-by the deliver stage to render a Slack message. It carries a snapshot of the lead so that a
+A :class:`Notice` is written into the outbox (inside an ``outbox.Envelope``) by a stage and
+read back by deliver to render a Slack message. It carries a snapshot of the lead so that a
 message rendered later still names the lead as it was judged. No I/O here.
 """
 
@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-#: Kinds of notice, in the order a lead's story goes.
-WARNING = "warning"
-BREACH = "breach"
-ESCALATION = "escalation"
-RESOLVED = "resolved"
-RECYCLED = "recycled"
+
+class NoticeKind(StrEnum):
+    """What a notice announces, in the order a lead's story goes (``report``: not about a lead)."""
+
+    WARNING = "warning"  # a deadline is near
+    BREACH = "breach"  # a deadline passed: the rep hears (escalation level 0)
+    ESCALATION = "escalation"  # a breach reached a level above the rep
+    RESOLVED = "resolved"  # an announced breach was fixed late ("done, late")
+    RECYCLED = "recycled"  # the lead went back to marketing
+    REPORT = "report"  # a compliance report for a channel
+
+
+#: Kinds that announce a breach (to the rep or up the escalation ladder).
+OVERDUE = frozenset({NoticeKind.BREACH, NoticeKind.ESCALATION})
 
 RULE_TITLES = {
     "first_touch": "First touch",
@@ -39,7 +48,7 @@ RULE_ACTIONS = {
 
 @dataclass(frozen=True)
 class Notice:
-    kind: str
+    kind: NoticeKind
     rule: str
     lead_id: str
     lead_name: str
@@ -69,6 +78,7 @@ class Notice:
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> Notice:
         values = dict(data)
+        values["kind"] = NoticeKind(values["kind"])
         values["deadline_at"] = datetime.fromisoformat(values["deadline_at"])
         return cls(**values)
 
@@ -78,7 +88,7 @@ class Notice:
 
     @property
     def action(self) -> str:
-        if self.kind == ESCALATION:
+        if self.kind is NoticeKind.ESCALATION:
             return (
                 f"Check in with {self.rep_name}: get the lead worked today, or reassign it "
                 "in the CRM."

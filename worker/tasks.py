@@ -1,52 +1,81 @@
-"""Celery tasks: thin wrappers that call one pipeline stage and return its summary.
+"""Celery tasks: thin wrappers that run one stage and return its summary as a dict.
 
-The context (config, database, clients) is built once per worker process.
+A worker process opens its context (config, database, clients) once, on first use, and closes
+it when the process shuts down; :func:`bound_to` lends the tasks a context instead (the demo
+runs them in-process that way). No import here reads the config or opens anything.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from celery.signals import worker_process_shutdown
 
 from worker.celery_app import app
-from worker.pipeline import stages
-from worker.pipeline.context import Context, build_context
+from worker.pipeline.context import Context, open_context
+from worker.pipeline.stages import run_stage
 from worker.settings import Settings
 
-log = logging.getLogger(__name__)
+_process = ExitStack()
+_context: Context | None = None
 
 
-@functools.cache
-def _context() -> Context:
-    return build_context(Settings.from_env())
+def _ctx() -> Context:
+    global _context
+    if _context is None:
+        _context = _process.enter_context(open_context(Settings.from_env()))
+    return _context
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _close(**_: Any) -> None:
+    global _context
+    _context = None
+    _process.close()
+
+
+@contextmanager
+def bound_to(ctx: Context) -> Iterator[None]:
+    """Run the tasks against ``ctx`` inside this block."""
+    global _context
+    previous, _context = _context, ctx
+    try:
+        yield
+    finally:
+        _context = previous
+
+
+def _run(name: str, **options: Any) -> dict[str, object]:
+    return run_stage(_ctx(), name, **options).as_dict()
 
 
 @app.task(name="worker.tasks.sync")  # type: ignore[untyped-decorator]
 def sync() -> dict[str, object]:
-    return stages.run_sync(_context()).as_dict()
+    return _run("sync")
 
 
 @app.task(name="worker.tasks.evaluate")  # type: ignore[untyped-decorator]
 def evaluate() -> dict[str, object]:
-    return dict(stages.run_evaluate(_context()).as_dict())
+    return _run("evaluate")
 
 
 @app.task(name="worker.tasks.deliver")  # type: ignore[untyped-decorator]
 def deliver() -> dict[str, object]:
-    return stages.run_deliver(_context()).as_dict()
+    return _run("deliver")
 
 
 @app.task(name="worker.tasks.prune")  # type: ignore[untyped-decorator]
-def prune() -> dict[str, int]:
-    return stages.run_prune(_context())
+def prune() -> dict[str, object]:
+    return _run("prune")
 
 
 @app.task(name="worker.tasks.recycle")  # type: ignore[untyped-decorator]
 def recycle() -> dict[str, object]:
-    return stages.run_recycle(_context()).as_dict()
+    return _run("recycle")
 
 
 @app.task(name="worker.tasks.report")  # type: ignore[untyped-decorator]
 def report() -> dict[str, object]:
-    built, queued = stages.run_report(_context(), post=True)
-    return {"queued": queued, "reps": len(built.by_rep)}
+    return _run("report", post=True)

@@ -4,6 +4,7 @@ file, a settable clock, and a worker context pointed at them through the real se
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +13,11 @@ from sqlalchemy import select
 
 from worker.fakes.hubspot import FakeHubSpot
 from worker.fakes.slack import FakeSlack
-from worker.pipeline.context import Context, build_context
-from worker.pipeline.deliver import ChannelPacer
+from worker.pipeline.context import Context, open_context
 from worker.settings import Settings
+from worker.slack.pacing import ChannelPacer
 from worker.store.db import upgrade
-from worker.store.models import OutboxMessage
+from worker.store.models import OutboxRow
 
 HUBSPOT_TOKEN = "test-hubspot-token"
 SLACK_TOKEN = "xoxb-test-token"
@@ -94,11 +95,13 @@ class World:
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
         }
 
-    def context(self) -> Context:
+    @contextmanager
+    def context(self) -> Iterator[Context]:
+        """The worker's composition root pointed at this world, on its clock."""
         upgrade(self.database_url)
-        ctx = build_context(Settings.from_env(self.env()), clock=self.clock)
-        ctx.pacer = ChannelPacer(clock=self.pace_clock, sleep=self.pace_sleep)
-        return ctx
+        pacer = ChannelPacer(clock=self.pace_clock, sleep=self.pace_sleep)
+        with open_context(Settings.from_env(self.env()), clock=self.clock, pacer=pacer) as ctx:
+            yield ctx
 
     #: Seconds the pacer waited (virtually): tests never sleep for real.
     paced_for: float = 0.0
@@ -180,7 +183,7 @@ def make_world(
         slack.stop()
 
 
-def outbox_rows(ctx: Context) -> list[OutboxMessage]:
+def outbox_rows(ctx: Context) -> list[OutboxRow]:
     """Every outbox row, oldest first."""
     with ctx.sessions() as session:
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all())
+        return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)).all())

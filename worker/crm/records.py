@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from worker.names import display_name
+
 T = TypeVar("T")
 
 #: Activity kinds a touch can be; a CRM's own names are mapped onto these by its client.
@@ -29,8 +31,7 @@ class CrmOwner:
 
     @property
     def name(self) -> str:
-        full = " ".join(p for p in (self.first_name, self.last_name) if p)
-        return full or (self.email or self.id)
+        return display_name(self.first_name, self.last_name, self.email, self.id)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ class CrmLead:
 
     @property
     def name(self) -> str:
-        full = " ".join(p for p in (self.first_name, self.last_name) if p)
-        return full or (self.email or f"lead {self.id}")
+        return display_name(self.first_name, self.last_name, self.email, f"lead {self.id}")
 
 
 @dataclass(frozen=True)

@@ -107,8 +107,7 @@ def _compare(
             changed = True
             if len(result.changes) < MAX_CHANGES_LISTED:
                 lead = bundle.lead
-                name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.id
-                result.changes.append(Change(lead.id, name, rule, old, new))
+                result.changes.append(Change(lead.id, lead.display_name, rule, old, new))
     result.changed_leads += changed
 
 

@@ -1,13 +1,17 @@
-"""The worker's wiring: settings + ruleset + database + the two clients, built once per process.
+"""The composition root: settings + ruleset + database + the two clients, opened in one place.
 
-Only this module knows which CRM provider and which Slack endpoint are in use; stages receive
-what they need as arguments. Tokens are passed to the clients and nowhere else.
+``with open_context(settings) as ctx:`` is how every CLI command, every Celery task (once per
+worker process), the demo and the tests get what the stages need. Only this module knows which
+CRM provider and which Slack endpoint are in use; tokens are handed to the clients and nowhere
+else. Stages receive the context and an instant (``run(ctx, now)``), never read the clock
+themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -16,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.config import Ruleset, load_ruleset
 from worker.crm.client import CrmClient
 from worker.errors import ConfigError
-from worker.pipeline.deliver import ChannelPacer, SlackSender
 from worker.settings import Settings
+from worker.slack.pacing import ChannelPacer
+from worker.slack.sender import SlackSender
 from worker.store.db import make_engine, make_sessionmaker
 
 
@@ -33,7 +38,7 @@ class Context:
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime] = utc_now
     #: Paces Slack posts per channel; tests inject one on a virtual clock.
-    pacer: ChannelPacer | None = None
+    pacer: ChannelPacer = field(default_factory=ChannelPacer)
     _crm: CrmClient | None = None
     _slack: SlackSender | None = None
 
@@ -49,8 +54,23 @@ class Context:
             self._slack = make_slack_client(self.settings)
         return self._slack
 
-    def close(self) -> None:
-        self.engine.dispose()
+
+@contextmanager
+def open_context(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    pacer: ChannelPacer | None = None,
+) -> Iterator[Context]:
+    """Load the config, open the database; the database's connections close on exit."""
+    rules = load_ruleset(settings.config_path)
+    engine = make_engine(settings.database_url)
+    try:
+        yield Context(
+            settings, rules, engine, make_sessionmaker(engine), clock, pacer or ChannelPacer()
+        )
+    finally:
+        engine.dispose()
 
 
 def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
@@ -92,9 +112,3 @@ def make_slack_client(settings: Settings) -> SlackSender:
     from worker.slack.client import SlackClient
 
     return SlackClient(settings.slack_bot_token, settings.slack_api_url)
-
-
-def build_context(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Context:
-    rules = load_ruleset(settings.config_path)
-    engine = make_engine(settings.database_url)
-    return Context(settings, rules, engine, make_sessionmaker(engine), clock)

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from worker.config import Ruleset, Team
-from worker.notices import BREACH, ESCALATION
+from worker.notices import OVERDUE
+from worker.pipeline.context import Context
 from worker.pipeline.notifications import Draft, LeadFacts, drafts_for
+from worker.pipeline.summary import Summary
 from worker.pipeline.timing import direct_due_at, next_digest_at
 from worker.sla import (
     Lead,
@@ -29,24 +31,22 @@ from worker.sla import (
 )
 from worker.store import models, outbox, queries
 from worker.store.db import session_scope
+from worker.store.outbox import Delivery, Envelope
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvaluateSummary:
+class EvaluateSummary(Summary):
     leads: int = 0
     skipped: int = 0
     notifications: int = 0
     breached: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "leads": self.leads,
-            "skipped": self.skipped,
-            "notifications": self.notifications,
-            "breached": self.breached,
-        }
+
+def run(ctx: Context, now: datetime) -> EvaluateSummary:
+    """The stage: judge every due lead under the context's ruleset."""
+    return evaluate(ctx.rules, ctx.sessions, now)
 
 
 def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
@@ -80,20 +80,14 @@ def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
 
 def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
     row, owner = bundle.lead, bundle.owner
-    name = " ".join(p for p in (row.first_name, row.last_name) if p) or row.email or row.id
-    rep_name = "unassigned"
-    if owner is not None:
-        rep_name = (
-            " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
-        )
     return LeadFacts(
         lead_id=row.id,
-        lead_name=name,
+        lead_name=row.display_name,
         company=row.company,
         priority=row.priority,
         record_url=record_url.replace("{id}", row.id) if record_url else None,
         owner_email=owner.email if owner is not None and not owner.archived else None,
-        rep_name=rep_name,
+        rep_name=owner.display_name if owner is not None else "unassigned",
         status=row.status,
     )
 
@@ -142,11 +136,13 @@ def evaluate(
             # One query for the batch's findings and one insert for its notices: per-lead round
             # trips made a first evaluation of a large portal take minutes.
             findings = queries.findings_for(session, ids)
-            notices: list[dict[str, object]] = []
+            envelopes: list[Envelope] = []
             for bundle in queries.load_bundles(session, ids):
                 previous = findings.get(bundle.lead.id, {})
-                notices += _evaluate_one(session, bundle, previous, rules, record_url, now, summary)
-            summary.notifications += outbox.insert_outbox(session, notices)
+                envelopes += _evaluate_one(
+                    session, bundle, previous, rules, record_url, now, summary
+                )
+            summary.notifications += outbox.enqueue(session, envelopes, now)
         if len(ids) < batch_size:
             return summary
 
@@ -159,8 +155,8 @@ def _evaluate_one(
     record_url: str | None,
     now: datetime,
     summary: EvaluateSummary,
-) -> list[dict[str, object]]:
-    """Judge one lead: its findings are updated in place; returns the outbox rows it causes."""
+) -> list[Envelope]:
+    """Judge one lead: its findings are updated in place; returns the notices it causes."""
     row = bundle.lead
     _track_completeness(row, rules)
     try:
@@ -185,7 +181,7 @@ def _evaluate_one(
     drafts = drafts_for(
         evaluation, lead_facts(bundle, record_url), team, rules.escalation, announced
     )
-    rows = [_outbox_row(draft, row.id, team, rules, now) for draft in drafts]
+    envelopes = [_scheduled(draft, row.id, team, rules, now) for draft in drafts]
     for result in evaluation.rules:
         finding = previous.get(result.rule.value)
         if finding is None:
@@ -205,39 +201,34 @@ def _evaluate_one(
             finding.breached_deadline_at = None
     row.next_check_at = evaluation.next_check_at
     row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
-    return rows
+    return envelopes
 
 
-def _outbox_row(
-    draft: Draft, lead_id: str, team: Team, rules: Ruleset, now: datetime
-) -> dict[str, object]:
-    """An outbox row for a draft, with when and how it may be delivered."""
+def _scheduled(draft: Draft, lead_id: str, team: Team, rules: Ruleset, now: datetime) -> Envelope:
+    """The draft as an envelope: how it is delivered (digest or direct) and when it may go."""
     config = rules.config
-    level = config.escalation[draft.level] if draft.kind in (BREACH, ESCALATION) else None
+    level = config.escalation[draft.level] if draft.kind in OVERDUE else None
     quiet = config.notifications.quiet_hours and not (level and level.send_outside_hours)
     notice = replace(draft.notice, team=team.name, quiet=quiet)
     if level is not None and level.digest:
-        delivery = "digest"
+        delivery = Delivery.DIGEST
         due_at = next_digest_at(now, team.calendar, config.schedules.digest_minutes())
     else:
-        delivery = "direct"
+        delivery = Delivery.DIRECT
         due_at = direct_due_at(
             now, team.calendar, group_wait=config.notifications.group_wait, quiet=quiet
         )
-    return {
-        "dedup_key": draft.dedup_key,
-        "kind": draft.kind,
-        "lead_id": lead_id,
-        "rule": draft.rule,
-        "level": draft.level,
-        "recipient": draft.recipient,
-        "delivery": delivery,
-        "payload": notice.to_payload(),
-        "created_at": now,
-        "due_at": due_at,
-        "status": "pending",
-        "attempts": 0,
-    }
+    return Envelope(
+        dedup_key=draft.dedup_key,
+        kind=draft.kind,
+        lead_id=lead_id,
+        rule=draft.rule,
+        level=draft.level,
+        recipient=draft.recipient,
+        delivery=delivery,
+        payload=notice.to_payload(),
+        due_at=due_at,
+    )
 
 
 def missing_fields(row: models.Lead, required: Sequence[str]) -> list[str]:

@@ -1,6 +1,8 @@
-"""Which notifications an evaluation causes: pure mapping from engine results to outbox drafts.
+"""Which notices an evaluation causes, and to whom: a pure mapping from engine results to drafts.
 
-Each draft has a dedup key built from (lead, rule, deadline, level, repeat, recipient), so the
+A :class:`Draft` is a notice addressed to one recipient, not yet scheduled (the evaluate stage
+decides its delivery and due time and enqueues it). Each draft has a dedup key built from
+(lead, rule, deadline, level, repeat, recipient), so the
 same verdict written twice is delivered once, and a new deadline (owner change, policy change)
 is a new notification. No I/O: the evaluate stage writes the drafts.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from worker.config import Team
-from worker.notices import BREACH, ESCALATION, RESOLVED, WARNING, Notice
+from worker.notices import Notice, NoticeKind
 from worker.sla import EscalationPolicy, LeadEvaluation, RuleState
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class LeadFacts:
 @dataclass(frozen=True)
 class Draft:
     dedup_key: str
-    kind: str
+    kind: NoticeKind
     rule: str
     level: int
     recipient: str  # "email:<address>" or "channel:<#name>"
@@ -75,7 +77,13 @@ def drafts_for(
     drafts: list[Draft] = []
 
     def add(
-        kind: str, rule: str, deadline: datetime, level: int, repeat: int, who: str, detail: str
+        kind: NoticeKind,
+        rule: str,
+        deadline: datetime,
+        level: int,
+        repeat: int,
+        who: str,
+        detail: str,
     ) -> None:
         recipient = resolve_recipient(who, facts, team)
         if recipient is None:
@@ -112,7 +120,7 @@ def drafts_for(
     for result in evaluation.rules:
         rule = result.rule.value
         if result.state is RuleState.WARNING and result.deadline_at is not None:
-            add(WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
+            add(NoticeKind.WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
         announced = announced_breaches.get(rule)
         if (
             escalation.send_resolved
@@ -120,18 +128,18 @@ def drafts_for(
             and announced is not None
             and announced == result.deadline_at
         ):
-            add(RESOLVED, rule, announced, 0, 0, "rep", result.detail)
+            add(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail)
 
     for esc in evaluation.escalations:
         rule = esc.rule.value
         detail = details.get(rule, "")
         for step in esc.steps_due:
-            kind = BREACH if step.level == 0 else ESCALATION
+            kind = NoticeKind.BREACH if step.level == 0 else NoticeKind.ESCALATION
             for who in step.notify:
                 add(kind, rule, esc.breached_at, step.level, 0, who, detail)
         if esc.repeat > 0 and esc.steps_due:
             top = esc.steps_due[-1]
-            kind = BREACH if top.level == 0 else ESCALATION
+            kind = NoticeKind.BREACH if top.level == 0 else NoticeKind.ESCALATION
             for who in top.notify:
                 add(kind, rule, esc.breached_at, top.level, esc.repeat, who, detail)
     return drafts

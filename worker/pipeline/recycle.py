@@ -23,12 +23,15 @@ from sqlalchemy.orm import Session
 
 from worker.config import RecycleConfig, Ruleset
 from worker.crm.client import CrmClient
-from worker.crm.records import CrmLead
-from worker.notices import RECYCLED, Notice
+from worker.crm.records import CrmLead, WriteResult
+from worker.notices import Notice, NoticeKind
+from worker.pipeline.context import Context
+from worker.pipeline.summary import DETAIL, Summary
 from worker.pipeline.timing import direct_due_at
 from worker.store import outbox
 from worker.store.db import session_scope
 from worker.store.models import Lead, Owner, RecycleAudit, Touch, TouchLead
+from worker.store.outbox import Delivery, Envelope
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class RecycleItem:
 
 
 @dataclass
-class RecycleSummary:
+class RecycleSummary(Summary):
     run_id: str
     dry_run: bool
     due: int = 0
@@ -56,18 +59,21 @@ class RecycleSummary:
     skipped: int = 0
     failed: int = 0
     waiting: int = 0  # due but over the per-run cap
-    items: list[RecycleItem] = field(default_factory=list)
+    items: list[RecycleItem] = field(default_factory=list, metadata=DETAIL)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "due": self.due,
-            "recycled": self.recycled,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "waiting": self.waiting,
-        }
+
+#: A lead to write back: the stored lead, the CRM values before, the values to write.
+_Planned = dict[str, tuple[Lead, dict[str, str], dict[str, str]]]
+
+
+def run(ctx: Context, now: datetime, *, dry_run: bool = False) -> RecycleSummary:
+    """The stage: one recycle run against the context's CRM."""
+    return recycle(ctx.crm, ctx.sessions, ctx.rules, now, dry_run=dry_run)
+
+
+def run_undo(ctx: Context, now: datetime, run_id: str) -> RecycleSummary:
+    """Write back the values recycle run ``run_id`` replaced."""
+    return undo(ctx.crm, ctx.sessions, run_id, now)
 
 
 def new_run_id(now: datetime) -> str:
@@ -87,6 +93,29 @@ def recycle(
     config = rules.config.recycle
     if config is None:
         return summary
+    eligible, owners = _eligible_leads(sessions, config, now, summary)
+    if not eligible:
+        return summary
+    planned = _plan_writes(crm, config, eligible, owners, summary)
+    if dry_run:
+        for lead, before, after in planned.values():
+            summary.items.append(_item(lead, owners, before, after, "would recycle"))
+        summary.recycled = len(planned)  # in a dry run: how many would be
+        return summary
+    _audit(sessions, summary.run_id, planned, now)
+    result = crm.update_leads({lead_id: after for lead_id, (_, _, after) in planned.items()})
+    _record_outcomes(sessions, rules, config, planned, owners, result, summary, now)
+    return summary
+
+
+def _eligible_leads(
+    sessions: Callable[[], Session],
+    config: RecycleConfig,
+    now: datetime,
+    summary: RecycleSummary,
+) -> tuple[list[Lead], dict[str, Owner]]:
+    """Leads the engine judged due, minus those with a booked meeting or in a protected
+    lifecycle stage, up to the per-run cap (the rest wait for the next run)."""
     with session_scope(sessions) as session:
         due = list(
             session.scalars(
@@ -125,41 +154,54 @@ def recycle(
             summary.waiting,
         )
         eligible = eligible[: config.max_per_run]
-    if not eligible:
-        return summary
+    return eligible, owners
 
+
+def _plan_writes(
+    crm: CrmClient,
+    config: RecycleConfig,
+    eligible: list[Lead],
+    owners: Mapping[str, Owner],
+    summary: RecycleSummary,
+) -> _Planned:
+    """Re-read each lead from the CRM; skip any gone, with an open deal, or changed since it
+    was judged; the rest get the values to write and the values they replace."""
     ids = [lead.id for lead in eligible]
     fresh = crm.get_leads(ids)
     with_open_deals = crm.leads_with_open_deals(ids)
-    planned: dict[str, tuple[Lead, dict[str, str], dict[str, str]]] = {}
+    planned: _Planned = {}
     for lead in eligible:
         current = fresh.get(lead.id)
+        skip = None
         if current is None:
-            summary.skipped += 1
-            summary.items.append(_item(lead, owners, {}, {}, "skipped: gone from the CRM"))
-            continue
-        if lead.id in with_open_deals:
-            summary.skipped += 1
-            summary.items.append(_item(lead, owners, {}, {}, "skipped: it has an open deal"))
-            continue
-        if current.modified_at > lead.modified_at:
+            skip = "gone from the CRM"
+        elif lead.id in with_open_deals:
+            skip = "it has an open deal"
+        elif current.modified_at > lead.modified_at:
             # Touched, reassigned or edited since it was judged: judge it again first.
+            skip = "changed in the CRM since it was judged"
+        if skip is not None or current is None:
             summary.skipped += 1
-            summary.items.append(
-                _item(lead, owners, {}, {}, "skipped: changed in the CRM since it was judged")
-            )
+            summary.items.append(_item(lead, owners, {}, {}, f"skipped: {skip}"))
             continue
         after = _properties_to_write(config, lead.recycle_reason or "")
         before = {name: _current_value(current, name) for name in after}
         planned[lead.id] = (lead, before, after)
-    if dry_run:
-        for lead, before, after in planned.values():
-            summary.items.append(_item(lead, owners, before, after, "would recycle"))
-        summary.recycled = len(planned)  # in a dry run: how many would be
-        return summary
+    return planned
 
-    _audit(sessions, summary.run_id, planned, now)
-    result = crm.update_leads({lead_id: after for lead_id, (_, _, after) in planned.items()})
+
+def _record_outcomes(
+    sessions: Callable[[], Session],
+    rules: Ruleset,
+    config: RecycleConfig,
+    planned: _Planned,
+    owners: Mapping[str, Owner],
+    result: WriteResult,
+    summary: RecycleSummary,
+    now: datetime,
+) -> None:
+    """Each audit row gets its outcome; a recycled lead is marked for the next sync and its
+    rep and marketing hear of it."""
     with session_scope(sessions) as session:
         audits = {
             a.lead_id: a
@@ -167,7 +209,7 @@ def recycle(
                 select(RecycleAudit).where(RecycleAudit.run_id == summary.run_id)
             ).all()
         }
-        notices: list[dict[str, object]] = []
+        envelopes: list[Envelope] = []
         for lead_id, (lead, before, after) in planned.items():
             audit = audits[lead_id]
             if lead_id in result.failed:
@@ -185,9 +227,8 @@ def recycle(
                 stored.recycle_reason = None
             summary.recycled += 1
             summary.items.append(_item(lead, owners, before, after, "recycled"))
-            notices += _notices(rules, config, lead, owners, summary.run_id, now)
-        outbox.insert_outbox(session, notices)
-    return summary
+            envelopes += _notices(rules, config, lead, owners, summary.run_id, now)
+        outbox.enqueue(session, envelopes, now)
 
 
 def undo(
@@ -281,15 +322,9 @@ def _leads_with_future_meetings(session: Session, lead_ids: list[str], now: date
     )
 
 
-def _name(lead: Lead) -> str:
-    return " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email or lead.id
-
-
 def _owner_name(owners: Mapping[str, Owner], owner_id: str | None) -> str:
     owner = owners.get(owner_id or "")
-    if owner is None:
-        return owner_id or "nobody"
-    return " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
+    return owner.display_name if owner is not None else owner_id or "nobody"
 
 
 def _item(
@@ -301,7 +336,7 @@ def _item(
 ) -> RecycleItem:
     return RecycleItem(
         lead.id,
-        _name(lead),
+        lead.display_name,
         _owner_name(owners, lead.owner_id),
         lead.recycle_reason or "",
         before,
@@ -317,17 +352,17 @@ def _notices(
     owners: Mapping[str, Owner],
     run_id: str,
     now: datetime,
-) -> list[dict[str, object]]:
+) -> list[Envelope]:
     """The rep and marketing hear of every recycled lead; one message each per run, since
     notices due together for one recipient are grouped by deliver."""
     owner = owners.get(lead.owner_id or "")
     team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
     record_url = rules.config.crm.record_url
     notice = Notice(
-        kind=RECYCLED,
+        kind=NoticeKind.RECYCLED,
         rule="recycle",
         lead_id=lead.id,
-        lead_name=_name(lead),
+        lead_name=lead.display_name,
         company=lead.company,
         priority=lead.priority,
         record_url=record_url.replace("{id}", lead.id) if record_url else None,
@@ -351,19 +386,16 @@ def _notices(
         quiet=rules.config.notifications.quiet_hours,
     )
     return [
-        {
-            "dedup_key": f"{lead.id}|recycle|{run_id}|{recipient}",
-            "kind": RECYCLED,
-            "lead_id": lead.id,
-            "rule": "recycle",
-            "level": 0,
-            "recipient": recipient,
-            "delivery": "direct",
-            "payload": notice.to_payload(),
-            "created_at": now,
-            "due_at": due_at,
-            "status": "pending",
-            "attempts": 0,
-        }
+        Envelope(
+            dedup_key=f"{lead.id}|recycle|{run_id}|{recipient}",
+            kind=NoticeKind.RECYCLED,
+            lead_id=lead.id,
+            rule="recycle",
+            level=0,
+            recipient=recipient,
+            delivery=Delivery.DIRECT,
+            payload=notice.to_payload(),
+            due_at=due_at,
+        )
         for recipient in recipients
     ]

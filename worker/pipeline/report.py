@@ -4,8 +4,9 @@ Sales' side: per rep, team and policy, how many rule deadlines were met, met lat
 breached, and how many are still open (from the latest findings). Marketing's side: leads
 delivered this month against the quota with a month-end projection, incomplete leads and
 what they lack, and sales' feedback (statuses leads were returned with) per source. The
-figures are computed here from the store; posting queues one message in the outbox for
-marketing's channel (once per day). It changes nothing else.
+figures are computed here from the store (plain data in ``worker.compliance``); posting queues
+marketing's part, rendered by ``worker.slack.reports``, in the outbox for marketing's channel
+(once per day). It changes nothing else.
 """
 
 from __future__ import annotations
@@ -19,70 +20,34 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from worker.compliance import Compliance, MarketingFigures, Pace, Report
 from worker.config import Ruleset
-from worker.slack.messages import escape
+from worker.notices import NoticeKind
+from worker.pipeline.context import Context
+from worker.pipeline.summary import DETAIL, Summary
+from worker.sla import RuleState
+from worker.slack.reports import marketing_lines, render_marketing_report
 from worker.store import outbox
 from worker.store.db import session_scope
 from worker.store.models import Finding, Lead, Owner
+from worker.store.outbox import Delivery, Envelope
 
-REPORT = "report"
 MAX_INCOMPLETE_LISTED = 25
 
 
 @dataclass
-class Compliance:
-    met: int = 0
-    met_late: int = 0
-    breached: int = 0
-    open: int = 0
-
-    @property
-    def decided(self) -> int:
-        return self.met + self.met_late + self.breached
-
-    @property
-    def on_time_share(self) -> float | None:
-        return self.met / self.decided if self.decided else None
-
-    def add(self, state: str) -> None:
-        if state == "met":
-            self.met += 1
-        elif state == "met_late":
-            self.met_late += 1
-        elif state == "breached":
-            self.breached += 1
-        elif state in ("pending", "warning", "paused"):
-            self.open += 1
+class ReportSummary(Summary):
+    queued: bool = False
+    reps: int = 0
+    report: Report | None = field(default=None, metadata=DETAIL)
 
 
-#: A segment's (delivered, quota, projected, below pace).
-Pace = tuple[int, int, int, bool]
-
-
-@dataclass
-class MarketingFigures:
-    month: str
-    quota: int
-    delivered: int
-    projected: int
-    pace_share: float
-    below_pace: bool
-    incomplete: list[tuple[str, str, list[str]]]  # lead id, name, missing fields
-    incomplete_total: int
-    returns_by_source: dict[str, Counter[str]]
-    #: Per team with a quota.
-    teams: dict[str, Pace] = field(default_factory=dict)
-    #: Per lead source with a quota.
-    sources: dict[str, Pace] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    generated_at: datetime
-    by_rep: dict[str, Compliance] = field(default_factory=dict)
-    by_team: dict[str, Compliance] = field(default_factory=dict)
-    by_policy: dict[str, Compliance] = field(default_factory=dict)
-    marketing: MarketingFigures | None = None
+def run(ctx: Context, now: datetime, *, post: bool = True) -> ReportSummary:
+    """The stage: the compliance report; with ``post``, marketing's part is queued for its
+    channel (once a day) and goes out with the next deliver pass."""
+    report = build_report(ctx.sessions, ctx.rules, now)
+    queued = queue_marketing_report(ctx.sessions, ctx.rules, report, now) if post else False
+    return ReportSummary(queued=queued, reps=len(report.by_rep), report=report)
 
 
 def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime) -> Report:
@@ -92,11 +57,11 @@ def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime)
         rows = session.execute(
             select(Finding.state, Finding.policy, Lead.owner_id)
             .join(Lead, Lead.id == Finding.lead_id)
-            .where(Finding.state != "not_applicable", Lead.archived.is_(False))
+            .where(Finding.state != RuleState.NOT_APPLICABLE, Lead.archived.is_(False))
         ).all()
         for state, policy, owner_id in rows:
             owner = owners.get(owner_id or "")
-            rep = _person(owner) if owner else "unassigned"
+            rep = owner.display_name if owner else "unassigned"
             team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
             for bucket, key in (
                 (report.by_rep, rep),
@@ -107,10 +72,6 @@ def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime)
         if rules.config.marketing is not None:
             report.marketing = _marketing(session, rules, now)
     return report
-
-
-def _person(owner: Owner) -> str:
-    return " ".join(p for p in (owner.first_name, owner.last_name) if p) or owner.email or owner.id
 
 
 def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigures:
@@ -127,11 +88,7 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
     pace = projected / config.monthly_quota
     incomplete_rows = [lead for lead in leads if lead.missing_fields]
     incomplete = [
-        (
-            lead.id,
-            " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.id,
-            list(lead.missing_fields),
-        )
+        (lead.id, lead.display_name, list(lead.missing_fields))
         for lead in incomplete_rows[:MAX_INCOMPLETE_LISTED]
     ]
     returns = {status for policy in rules.policies for status in policy.return_statuses}
@@ -204,53 +161,8 @@ def report_text(report: Report) -> str:
             )
         lines.append("")
     if report.marketing is not None:
-        lines += _marketing_lines(report.marketing, markup=False)
+        lines += marketing_lines(report.marketing, markup=False)
     return "\n".join(lines)
-
-
-def _marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
-    def safe(text: str) -> str:
-        return escape(text) if markup else text
-
-    bold = "*" if markup else ""
-    pace = (
-        f"{m.delivered} of {m.quota} qualified leads delivered in {m.month}; projected "
-        f"{m.projected} by month end ({m.pace_share:.0%} of quota)"
-    )
-    lines = [
-        f"{bold}Marketing: lead quota{bold}",
-        (
-            ":warning: Below pace: "
-            if m.below_pace and markup
-            else "BELOW PACE: "
-            if m.below_pace
-            else ""
-        )
-        + pace,
-        "",
-    ]
-    for kind, segments in (("team", m.teams), ("source", m.sources)):
-        for name, (delivered, quota, projected, below) in sorted(segments.items()):
-            flag = (":warning: " if markup else "BELOW PACE: ") if below else ""
-            lines.append(
-                f"• {flag}{kind} {safe(name)}: {delivered} of {quota}, projected {projected} "
-                f"({projected / quota:.0%})"
-            )
-    if m.teams or m.sources:
-        lines.append("")
-    lines.append(f"{bold}Incomplete leads handed to sales: {m.incomplete_total}{bold}")
-    for lead_id, name, missing in m.incomplete:
-        lines.append(f"• {safe(name)} ({lead_id}): missing {safe(', '.join(missing))}")
-    if m.incomplete_total > len(m.incomplete):
-        lines.append(f"…and {m.incomplete_total - len(m.incomplete)} more")
-    lines.append("")
-    lines.append(f"{bold}Sales feedback: leads returned, by source{bold}")
-    if not m.returns_by_source:
-        lines.append("none this month")
-    for source, statuses in sorted(m.returns_by_source.items()):
-        detail = ", ".join(f"{safe(s)} {n}" for s, n in statuses.most_common())
-        lines.append(f"• {safe(source)}: {detail}")
-    return lines
 
 
 def queue_marketing_report(
@@ -260,28 +172,20 @@ def queue_marketing_report(
     config = rules.config.marketing
     if config is None or config.channel is None or report.marketing is None:
         return False
-    text = "\n".join(_marketing_lines(report.marketing, markup=True))[:3000]
     recipient = f"channel:{config.channel}"
-    row = {
-        "dedup_key": f"report|marketing|{now:%Y-%m-%d}|{recipient}",
-        "kind": REPORT,
-        "lead_id": "",
-        "rule": REPORT,
-        "level": 0,
-        "recipient": recipient,
-        "delivery": "direct",
-        "payload": {
-            "text": f"Marketing report: {report.marketing.delivered} of "
-            f"{report.marketing.quota} leads delivered in {report.marketing.month}.",
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-        },
-        "created_at": now,
-        "due_at": now,
-        "status": "pending",
-        "attempts": 0,
-    }
+    envelope = Envelope(
+        dedup_key=f"report|marketing|{now:%Y-%m-%d}|{recipient}",
+        kind=NoticeKind.REPORT,
+        lead_id="",
+        rule=NoticeKind.REPORT,
+        level=0,
+        recipient=recipient,
+        delivery=Delivery.REPORT,
+        payload=render_marketing_report(report.marketing).to_payload(),
+        due_at=now,
+    )
     with session_scope(sessions) as session:
-        return outbox.insert_outbox(session, [row]) == 1
+        return outbox.enqueue(session, [envelope], now) == 1
 
 
 def write_compliance_csv(report: Report, path: str) -> int:

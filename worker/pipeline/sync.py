@@ -20,9 +20,12 @@ from sqlalchemy.orm import Session
 
 from worker.crm.client import CrmClient
 from worker.crm.records import CrmLead, CrmTouch, Page, SearchFrom
-from worker.errors import PermanentError
-from worker.store import mirror
+from worker.errors import AuthError, PermanentError
+from worker.pipeline.context import Context
+from worker.pipeline.summary import DETAIL, Summary
+from worker.store import mirror, outbox
 from worker.store.db import session_scope
+from worker.store.leases import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,9 @@ T = TypeVar("T", CrmLead, CrmTouch)
 
 
 @dataclass
-class SyncSummary:
+class SyncSummary(Summary):
+    #: Skipped: another worker holds the sync lease (see worker/store/leases.py).
+    already_running: bool = False
     owners: int = 0
     leads: int = 0
     leads_changed: int = 0
@@ -39,21 +44,44 @@ class SyncSummary:
     touches: int = 0
     skipped: int = 0
     pages: int = 0
-    by_stream: dict[str, int] = field(default_factory=dict)
-    #: Skipped: another worker holds the sync lease (see worker/store/leases.py).
-    already_running: bool = False
+    by_stream: dict[str, int] = field(default_factory=dict, metadata=DETAIL)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "already_running": self.already_running,
-            "owners": self.owners,
-            "leads": self.leads,
-            "leads_changed": self.leads_changed,
-            "archived": self.archived,
-            "touches": self.touches,
-            "skipped": self.skipped,
-            "pages": self.pages,
-        }
+
+def run(ctx: Context, now: datetime) -> SyncSummary:
+    """The stage: one sync pass, unless another worker runs one (a lease: each would spend the
+    same CRM request budget on the same pages); whether the CRM accepted our credentials is
+    kept for ``health``."""
+    with Lease(ctx.sessions, "sync", ctx.clock) as lease:
+        if not lease.held:
+            log.info("sync: another worker is running a sync; this pass is skipped")
+            return SyncSummary(already_running=True)
+        try:
+            return _sync_holding_lease(ctx, now, lease)
+        except LeaseLost as e:
+            log.warning("sync stopped after its last committed page: %s", e)
+            return SyncSummary(already_running=True)
+
+
+def _sync_holding_lease(ctx: Context, now: datetime, lease: Lease) -> SyncSummary:
+    crm = ctx.rules.config.crm
+    try:
+        summary = sync(
+            ctx.crm,
+            ctx.sessions,
+            now,
+            touch_kinds=tuple(crm.touch_types),
+            cursor_prefix=crm.provider,
+            overlap=crm.sync_overlap,
+            track_archived=crm.track_archived,
+            heartbeat=lease.renew,
+        )
+    except AuthError as e:
+        with session_scope(ctx.sessions) as session:
+            outbox.set_health(session, "crm", False, f"the CRM rejected the token: {e.code}", now)
+        raise
+    with session_scope(ctx.sessions) as session:
+        outbox.set_health(session, "crm", True, "", now)
+    return summary
 
 
 def sync(

@@ -9,13 +9,13 @@ section text at most 3,000 characters; fallback ``text`` kept under 4,000 charac
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.notices import BREACH, ESCALATION, RECYCLED, RESOLVED, WARNING, Notice
+from worker.notices import OVERDUE, Notice, NoticeKind
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -27,11 +27,11 @@ MAX_LEADS_LISTED = 40
 MAX_MESSAGE_CHARS = 11_000
 
 _ICONS = {
-    WARNING: ":hourglass_flowing_sand:",
-    BREACH: ":red_circle:",
-    ESCALATION: ":rotating_light:",
-    RECYCLED: ":recycle:",
-    RESOLVED: ":white_check_mark:",
+    NoticeKind.WARNING: ":hourglass_flowing_sand:",
+    NoticeKind.BREACH: ":red_circle:",
+    NoticeKind.ESCALATION: ":rotating_light:",
+    NoticeKind.RECYCLED: ":recycle:",
+    NoticeKind.RESOLVED: ":white_check_mark:",
 }
 
 
@@ -66,26 +66,26 @@ def _lead_label(notice: Notice, *, link: bool) -> str:
 
 def _headline(notice: Notice) -> str:
     title = notice.rule_title
-    if notice.kind == WARNING:
+    if notice.kind == NoticeKind.WARNING:
         return f"{title} due soon"
-    if notice.kind == RESOLVED:
+    if notice.kind == NoticeKind.RESOLVED:
         return f"{title}: done, late"
-    if notice.kind == RECYCLED:
+    if notice.kind == NoticeKind.RECYCLED:
         return title
     if notice.rule == "early_return":
         # Not a missed deadline but a lead handed back too soon: say that.
         what = "returned to marketing too early"
-        return f"Escalation: {what}" if notice.kind == ESCALATION else what.capitalize()
-    if notice.kind == ESCALATION:
+        return f"Escalation: {what}" if notice.kind == NoticeKind.ESCALATION else what.capitalize()
+    if notice.kind == NoticeKind.ESCALATION:
         return f"Escalation: {title.lower()} overdue"
     return f"{title} overdue"
 
 
 def _when(notice: Notice) -> str:
     when = format_local(notice.deadline_at, notice.timezone)
-    if notice.kind == WARNING:
+    if notice.kind == NoticeKind.WARNING:
         return f"due {when}"
-    if notice.kind == RECYCLED:
+    if notice.kind == NoticeKind.RECYCLED:
         return f"recycled {when}"
     return f"deadline was {when}"
 
@@ -98,7 +98,7 @@ def _line(notice: Notice) -> str:
         facts.append(f"priority {escape(notice.priority)}")
     if notice.detail:
         facts.append(escape(notice.detail))
-    if notice.kind == ESCALATION:
+    if notice.kind == NoticeKind.ESCALATION:
         facts.append(f"owner {escape(notice.rep_name)}")
     parts.append(" · ".join(facts))
     return "\n".join(parts)
@@ -106,8 +106,19 @@ def _line(notice: Notice) -> str:
 
 @dataclass(frozen=True)
 class SlackMessage:
+    """What is posted: Block Kit ``blocks`` plus the fallback ``text`` (notifications, screen
+    readers)."""
+
     text: str
     blocks: list[dict[str, Any]]
+
+    def to_payload(self) -> dict[str, Any]:
+        """A ready-made message as an outbox payload (``Delivery.REPORT``)."""
+        return {"text": self.text, "blocks": self.blocks}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SlackMessage:
+        return cls(str(payload["text"]), list(payload.get("blocks") or []))
 
 
 def render_notices(notices: Sequence[Notice]) -> SlackMessage:
@@ -141,7 +152,7 @@ def _render_single(notice: Notice) -> SlackMessage:
     note = _undeliverable_note([notice])
     if note:
         blocks.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    if notice.kind != RESOLVED:
+    if notice.kind != NoticeKind.RESOLVED:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(notice.action)}]}
         )
@@ -149,7 +160,7 @@ def _render_single(notice: Notice) -> SlackMessage:
         f"{_headline(notice)}: {_plain(notice.lead_name)}"
         + (f" ({_plain(notice.company)})" if notice.company else "")
         + f", {_when(notice)}. "
-        + (escape(notice.action) if notice.kind != RESOLVED else "")
+        + (escape(notice.action) if notice.kind != NoticeKind.RESOLVED else "")
     )
     return SlackMessage(text=text.strip()[:MAX_TEXT_CHARS], blocks=blocks)
 
@@ -157,10 +168,10 @@ def _render_single(notice: Notice) -> SlackMessage:
 def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     shown = notices[:MAX_LEADS_LISTED]
     counts = {
-        "overdue": sum(1 for n in notices if n.kind in (BREACH, ESCALATION)),
-        "due soon": sum(1 for n in notices if n.kind == WARNING),
-        "resolved": sum(1 for n in notices if n.kind == RESOLVED),
-        "recycled to marketing": sum(1 for n in notices if n.kind == RECYCLED),
+        "overdue": sum(1 for n in notices if n.kind in OVERDUE),
+        "due soon": sum(1 for n in notices if n.kind == NoticeKind.WARNING),
+        "resolved": sum(1 for n in notices if n.kind == NoticeKind.RESOLVED),
+        "recycled to marketing": sum(1 for n in notices if n.kind == NoticeKind.RECYCLED),
     }
     summary_bits = [f"{count} {what}" for what, count in counts.items() if count]
     summary = f"{len(notices)} leads need attention: " + ", ".join(summary_bits)

@@ -62,6 +62,21 @@ def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def rolled_back(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions whose commits all land in one outer transaction that is rolled back at the end:
+    a dry run of a stage that writes, with nothing kept. A session's ``commit`` only ends its
+    own part (join mode ``rollback_only``), so this needs no SAVEPOINT and works on SQLite."""
+    with engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            yield sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+        finally:
+            outer.rollback()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema at ``url`` up to ``revision`` (idempotent)."""
     config = AlembicConfig()

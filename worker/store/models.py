@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from worker.names import display_name
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware-UTC datetime on every backend; naive datetimes are refused on the way in."""
@@ -66,6 +68,10 @@ class Owner(Base):
     teams: Mapped[list[str]] = mapped_column(JSON, default=list)
     synced_at: Mapped[datetime]
 
+    @property
+    def display_name(self) -> str:
+        return display_name(self.first_name, self.last_name, self.email, self.id)
+
 
 class Lead(Base):
     """The CRM's view of a lead, plus the evaluate stage's bookkeeping."""
@@ -100,6 +106,10 @@ class Lead(Base):
     missing_fields: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     #: When the lead was first seen complete (the clock start with incomplete_clock: wait).
     complete_since: Mapped[datetime | None]
+
+    @property
+    def display_name(self) -> str:
+        return display_name(self.first_name, self.last_name, self.email, self.id)
 
     __table_args__ = (
         Index("ix_leads_dirty", "dirty"),
@@ -189,8 +199,9 @@ class Finding(Base):
     evaluated_at: Mapped[datetime]
 
 
-class OutboxMessage(Base):
-    """A notification to deliver, written in the same transaction as the finding that causes it.
+class OutboxRow(Base):
+    """A notice to deliver to one recipient, written in the same transaction as the finding
+    that causes it. Only ``worker.store.outbox`` writes it (enqueue and named transitions).
 
     ``dedup_key`` is unique: the same (lead, rule, deadline, level, repeat, recipient) can be
     written any number of times and is delivered once.
@@ -200,19 +211,19 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedup_key: Mapped[str] = mapped_column(String(500), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # warning | breach | escalation | resolved
+    kind: Mapped[str] = mapped_column(String(20))  # a NoticeKind
     lead_id: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(40))
     level: Mapped[int] = mapped_column(Integer, default=0)
     #: ``email:<address>`` or ``channel:<#name or id>``.
     recipient: Mapped[str] = mapped_column(String(400))
-    #: ``direct`` (a reminder, grouped per recipient) or ``digest`` (a manager's summary).
+    #: An ``outbox.Delivery``: ``direct`` (grouped per recipient), ``digest`` or ``report``.
     delivery: Mapped[str] = mapped_column(String(10), default="direct", server_default="direct")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     #: Not to be sent before this (grouping window, quiet hours, retry backoff).
     due_at: Mapped[datetime]
-    #: pending | sending | sent | failed | rerouted (undeliverable here; a fallback row took over)
+    #: An ``outbox.Status``: pending | sending | sent | failed | rerouted | superseded.
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     leased_until: Mapped[datetime | None]

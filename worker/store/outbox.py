@@ -1,33 +1,96 @@
-"""The outbox in the store: inserting deduplicated notifications, leasing them for sending,
-and the Slack user cache.
+"""The outbox owns its rows: one way in (:func:`enqueue`), named transitions for every change of
+status, the Slack user cache and the thread memory.
 
-Inserts ignore a known dedup key; claims are conditional updates whose row count says who
-won, so two senders never hold the same row. No rendering and no Slack calls here.
+A stage hands the outbox :class:`Envelope` s; deliver claims rows per recipient and moves each
+claimed row on with exactly one transition (:func:`mark_sent`, :func:`reschedule`,
+:func:`release`, :func:`supersede`, :func:`reroute`, :func:`fail`). Each transition is one
+conditional UPDATE that touches only rows still claimed (``sending``) and sets every other field
+of the row consistently, so no stage writes an outbox field by hand. Inserts ignore a known dedup
+key; claims are conditional updates whose row count says who won, so two senders never hold the
+same row (healthchecks' ``Notification`` claim). No rendering and no Slack calls here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from worker.sla import RuleState
 from worker.store.models import (
     Finding,
     HealthCheck,
-    OutboxMessage,
+    OutboxRow,
     SlackThread,
     SlackUserCache,
 )
 
 
-def insert_outbox(session: Session, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert notifications, ignoring any whose dedup key is already there; returns how many
-    were new. Works the same on PostgreSQL and SQLite (both have ON CONFLICT DO NOTHING)."""
-    values = list(rows)
+class Status(StrEnum):
+    """Where an outbox row is in its life."""
+
+    PENDING = "pending"  # waiting for its due time
+    SENDING = "sending"  # claimed by a deliver pass until ``leased_until``
+    SENT = "sent"  # Slack accepted it
+    FAILED = "failed"  # undeliverable, nobody to fall back to
+    REROUTED = "rerouted"  # undeliverable here; a fallback row took over
+    SUPERSEDED = "superseded"  # no longer true when it could be sent: not sent
+
+
+#: Rows whose sending is over, one way or another.
+FINISHED = (Status.SENT, Status.FAILED, Status.REROUTED, Status.SUPERSEDED)
+
+
+class Delivery(StrEnum):
+    """How one recipient's due rows become Slack messages (one renderer each, in deliver)."""
+
+    DIRECT = "direct"  # notices as one list per recipient; later news in the lead's thread
+    DIGEST = "digest"  # a manager's digest at the digest times, split to fit Slack's limits
+    REPORT = "report"  # a ready-made message (a report), one post per row
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a stage hands the outbox: one payload for one recipient, with its dedup key
+    (the same key written twice is delivered once) and the earliest time it may go out."""
+
+    dedup_key: str
+    kind: str  # a NoticeKind
+    lead_id: str
+    rule: str
+    level: int
+    recipient: str  # "email:<address>" or "channel:<#name or id>"
+    delivery: Delivery
+    payload: Mapping[str, Any]
+    due_at: datetime
+
+
+def enqueue(session: Session, envelopes: Iterable[Envelope], now: datetime) -> int:
+    """Write envelopes as pending rows, ignoring any whose dedup key is already there; returns
+    how many were new. The same on PostgreSQL and SQLite (both have ON CONFLICT DO NOTHING)."""
+    values = [
+        {
+            "dedup_key": e.dedup_key,
+            "kind": str(e.kind),
+            "lead_id": e.lead_id,
+            "rule": e.rule,
+            "level": e.level,
+            "recipient": e.recipient,
+            "delivery": str(e.delivery),
+            "payload": dict(e.payload),
+            "created_at": now,
+            "due_at": e.due_at,
+            "status": Status.PENDING.value,
+            "attempts": 0,
+        }
+        for e in envelopes
+    ]
     if not values:
         return 0
     dialect = session.get_bind().dialect.name
@@ -35,39 +98,42 @@ def insert_outbox(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     # One statement for the lot (SQLAlchemy's "insertmanyvalues" batches it); a row whose key is
     # already there returns nothing, so the returned ids are the new rows.
     stmt = (
-        insert_fn(OutboxMessage)
+        insert_fn(OutboxRow)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(OutboxMessage.id)
+        .returning(OutboxRow.id)
     )
     return len(session.execute(stmt, values).all())
 
 
-# -- deliver --------------------------------------------------------------------------------
+# -- claiming -------------------------------------------------------------------------------
+
+
+def _sendable(now: datetime, group_wait: timedelta = timedelta(0)) -> Any:
+    """Pending and due (within ``group_wait``), or claimed by a sender whose lease ran out."""
+    return or_(
+        (OutboxRow.status == Status.PENDING) & (OutboxRow.due_at <= now + group_wait),
+        (OutboxRow.status == Status.SENDING) & (OutboxRow.leased_until < now),
+    )
 
 
 def recipients_due(session: Session, now: datetime) -> list[str]:
-    """Recipients with at least one notification due now (or whose sender's lease ran out)."""
+    """Recipients with at least one row due now (or whose sender's lease ran out)."""
     query = (
-        select(OutboxMessage.recipient)
-        .where(
-            or_(
-                (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now),
-                (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
-            )
-        )
-        .group_by(OutboxMessage.recipient)
-        .order_by(func.min(OutboxMessage.due_at))
+        select(OutboxRow.recipient)
+        .where(_sendable(now))
+        .group_by(OutboxRow.recipient)
+        .order_by(func.min(OutboxRow.due_at))
     )
     return list(session.scalars(query).all())
 
 
-def claim_rows(
+def claim(
     session: Session,
     recipient: str,
     now: datetime,
     lease_for: timedelta,
     group_wait: timedelta = timedelta(0),
-) -> list[OutboxMessage]:
+) -> list[OutboxRow]:
     """Lease every sendable row of one recipient; a row another sender holds is skipped.
 
     Rows falling due within ``group_wait`` ride along, so they go out in the same message.
@@ -75,22 +141,109 @@ def claim_rows(
     is taken only if it is still sendable when the update reaches it, as healthchecks does
     row by row, so two deliver runs racing for the same row cannot both win it.
     """
-    sendable = or_(
-        (OutboxMessage.status == "pending") & (OutboxMessage.due_at <= now + group_wait),
-        (OutboxMessage.status == "sending") & (OutboxMessage.leased_until < now),
-    )
     claimed = session.scalars(
-        update(OutboxMessage)
-        .where(OutboxMessage.recipient == recipient, sendable)
+        update(OutboxRow)
+        .where(OutboxRow.recipient == recipient, _sendable(now, group_wait))
         .values(
-            status="sending",
+            status=Status.SENDING,
             leased_until=now + lease_for,
-            attempts=OutboxMessage.attempts + 1,
+            attempts=OutboxRow.attempts + 1,
         )
-        .returning(OutboxMessage.id)
+        .returning(OutboxRow.id)
     ).all()
     session.commit()
     return rows_by_id(session, claimed)
+
+
+def rows_by_id(session: Session, ids: Sequence[int]) -> list[OutboxRow]:
+    if not ids:
+        return []
+    return list(
+        session.scalars(select(OutboxRow).where(OutboxRow.id.in_(ids)).order_by(OutboxRow.id))
+    )
+
+
+# -- transitions of claimed rows ------------------------------------------------------------
+
+
+def _move(session: Session, ids: Sequence[int], **values: Any) -> int:
+    """Set ``values`` on the rows among ``ids`` still claimed; the lease ends with the claim."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.id.in_(ids), OutboxRow.status == Status.SENDING)
+        .values(leased_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_sent(session: Session, ids: Sequence[int], *, channel: str, ts: str, now: datetime) -> int:
+    """Slack accepted the message carrying these rows (at ``ts`` in ``channel``)."""
+    return _move(
+        session,
+        ids,
+        status=Status.SENT,
+        sent_at=now,
+        last_error=None,
+        slack_channel=channel,
+        slack_ts=ts,
+    )
+
+
+def reschedule(
+    session: Session, ids: Sequence[int], *, due_at: datetime, error: str | None = None
+) -> int:
+    """Back to pending until ``due_at``: a retry after ``error``, or (no error) a hold until
+    the recipient's working hours."""
+    return _move(session, ids, status=Status.PENDING, due_at=due_at, last_error=error)
+
+
+def release(session: Session, ids: Sequence[int]) -> int:
+    """Give back rows this sender claimed and did not send: pending again, due as before."""
+    return _move(session, ids, status=Status.PENDING)
+
+
+def supersede(session: Session, ids: Sequence[int], reason: str) -> int:
+    """The news is no longer true: never sent, with the reason kept."""
+    return _move(session, ids, status=Status.SUPERSEDED, last_error=reason)
+
+
+def fail(session: Session, ids: Sequence[int], error: str) -> int:
+    """Undeliverable and nobody to fall back to: failed for good, with the error kept."""
+    return _move(session, ids, status=Status.FAILED, last_error=error)
+
+
+def reroute(session: Session, row: OutboxRow, to: str, reason: str, now: datetime) -> int:
+    """Hand one claimed row to the next recipient ``to``: the row is marked rerouted with the
+    reason, and a copy for ``to`` is enqueued, due now, its payload saying whom it could not
+    reach and why. Returns 1 when the row was still ours to reroute."""
+    if not _move(
+        session, [row.id], status=Status.REROUTED, last_error=f"{reason}: sent to {to} instead"
+    ):
+        return 0
+    payload = {
+        **row.payload,
+        "undeliverable_to": row.recipient.partition(":")[2],
+        "undeliverable_because": reason,
+    }
+    copy = Envelope(
+        dedup_key=f"{row.dedup_key}|fallback:{to}",
+        kind=row.kind,
+        lead_id=row.lead_id,
+        rule=row.rule,
+        level=row.level,
+        recipient=to,
+        delivery=Delivery(row.delivery),
+        payload=payload,
+        due_at=now,
+    )
+    enqueue(session, [copy], now)
+    return 1
+
+
+# -- what deliver remembers -------------------------------------------------------------------
 
 
 def cached_slack_user(
@@ -113,43 +266,6 @@ def remember_slack_user(
         row.user_id = user_id
         row.tz = tz
         row.looked_up_at = now
-
-
-def pending_rows(session: Session, recipient: str, due_by: datetime) -> list[OutboxMessage]:
-    """Pending rows of one recipient due by ``due_by``, without leasing them (dry runs)."""
-    return list(
-        session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.recipient == recipient,
-                OutboxMessage.status == "pending",
-                OutboxMessage.due_at <= due_by,
-            )
-            .order_by(OutboxMessage.id)
-        ).all()
-    )
-
-
-def rows_by_id(session: Session, ids: Sequence[int]) -> list[OutboxMessage]:
-    if not ids:
-        return []
-    return list(
-        session.scalars(
-            select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
-        ).all()
-    )
-
-
-def release_rows(session: Session, ids: Sequence[int]) -> int:
-    """Give back rows this sender leased and did not send (they stay pending, due now)."""
-    if not ids:
-        return 0
-    result = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
-        .values(status="pending", leased_until=None)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def threads_for(session: Session, recipient: str, lead_ids: Iterable[str]) -> dict[str, str]:
@@ -193,23 +309,25 @@ def health(session: Session) -> list[HealthCheck]:
     return list(session.scalars(select(HealthCheck).order_by(HealthCheck.component)).all())
 
 
-def announced(session: Session, key_prefix: str, kinds: Sequence[str]) -> bool:
+def counts_by_status(session: Session) -> dict[str, int]:
+    """How many rows are in each status (for ``sla-worker health``)."""
+    rows = session.execute(select(OutboxRow.status, func.count()).group_by(OutboxRow.status))
+    return {status: count for status, count in rows.all()}
+
+
+def announced(session: Session, key_prefix: str, kinds: Iterable[str]) -> bool:
     """Whether a notice of one of ``kinds`` whose dedup key starts with ``key_prefix`` (lead,
     rule, deadline) went out."""
     found = session.scalar(
-        select(OutboxMessage.id)
+        select(OutboxRow.id)
         .where(
-            OutboxMessage.dedup_key.startswith(key_prefix, autoescape=True),
-            OutboxMessage.kind.in_(kinds),
-            OutboxMessage.status == "sent",
+            OutboxRow.dedup_key.startswith(key_prefix, autoescape=True),
+            OutboxRow.kind.in_(list(kinds)),
+            OutboxRow.status == Status.SENT,
         )
         .limit(1)
     )
     return found is not None
-
-
-#: Rows whose sending is over, one way or another.
-FINISHED = ("sent", "failed", "rerouted", "superseded")
 
 
 def prune(session: Session, before: datetime) -> int:
@@ -222,19 +340,19 @@ def prune(session: Session, before: datetime) -> int:
     notification log of Alertmanager has the same shape: a retention longer than any repeat.
     """
     open_finding = exists().where(
-        Finding.lead_id == OutboxMessage.lead_id,
-        Finding.rule == OutboxMessage.rule,
-        Finding.state.in_(("warning", "breached")),
+        Finding.lead_id == OutboxRow.lead_id,
+        Finding.rule == OutboxRow.rule,
+        Finding.state.in_((RuleState.WARNING, RuleState.BREACHED)),
     )
-    waiting = aliased(OutboxMessage)
+    waiting = aliased(OutboxRow)
     unsent_news = exists().where(
-        waiting.lead_id == OutboxMessage.lead_id,
-        waiting.status.in_(("pending", "sending")),
+        waiting.lead_id == OutboxRow.lead_id,
+        waiting.status.in_((Status.PENDING, Status.SENDING)),
     )
     result = session.execute(
-        delete(OutboxMessage).where(
-            OutboxMessage.status.in_(FINISHED),
-            OutboxMessage.created_at < before,
+        delete(OutboxRow).where(
+            OutboxRow.status.in_(FINISHED),
+            OutboxRow.created_at < before,
             ~open_finding,
             ~unsent_news,
         )
