@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from worker.config import Ruleset, parse_config
+from worker.config import Agreement, parse_config
 from worker.fakes.slack import FakeSlack
 from worker.notices import Notice, NoticeKind
 from worker.pipeline.deliver import deliver
@@ -35,11 +35,11 @@ from worker.store.outbox import Delivery, Envelope
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
-def _config(managers: int) -> Ruleset:
+def _config(managers: int) -> Agreement:
     teams = {
         f"team{m}": {"calendar": "c", "manager": f"manager{m}@example.com"} for m in range(managers)
     }
-    return Ruleset(
+    return Agreement(
         parse_config(
             {
                 "calendars": {"c": {"timezone": "UTC", "hours": {"mon-sun": "00:00-24:00"}}},
@@ -78,7 +78,7 @@ def main() -> int:
     for m in range(args.managers):
         slack.add_user(f"UM{m:04d}", f"manager{m}@example.com", f"Manager {m}", tz="UTC")
     slack.start()
-    rules = _config(args.managers)
+    agreement = _config(args.managers)
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
@@ -135,7 +135,7 @@ def main() -> int:
 
         client = SlackClient("xoxb-bench", slack.api_url)
         started = time.perf_counter()
-        summary = deliver(client, sessions, rules, NOW)
+        summary = deliver(client, sessions, agreement, NOW)
         wall = time.perf_counter() - started
         engine.dispose()
     slack.stop()

@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from worker.config import Ruleset, load_config
+from worker.config import Agreement, load_config
 from worker.crm.records import CrmLead
 from worker.pipeline.evaluate import evaluate
 from worker.store import mirror
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--leads", type=int, default=20_000)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    rules = Ruleset(load_config(ROOT / "config" / "sla.yaml"))
+    agreement = Agreement(load_config(ROOT / "config" / "sla.yaml"))
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
         upgrade(url)
@@ -64,7 +64,7 @@ def main() -> int:
             for start in range(0, len(leads), 500):
                 mirror.upsert_leads(session, leads[start : start + 500], NOW)
         started = time.perf_counter()
-        summary = evaluate(rules, sessions, NOW)
+        summary = evaluate(agreement, sessions, NOW)
         elapsed = time.perf_counter() - started
         engine.dispose()
     print(f"evaluate: {summary.as_dict()}")

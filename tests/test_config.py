@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.config import Ruleset, load_config, parse_config
+from worker.config import Agreement, load_config, parse_config
 from worker.errors import ConfigError
 from worker.sla import BusinessSpan
 
@@ -34,7 +34,7 @@ def errors_of(data: dict[str, Any]) -> str:
 
 def test_the_shipped_configs_are_valid() -> None:
     for path in (ROOT / "config/sla.yaml", ROOT / "worker/demo_config.yaml"):
-        Ruleset(load_config(path))
+        Agreement(load_config(path))
 
 
 def test_durations_become_business_spans() -> None:
@@ -151,20 +151,24 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_the_ruleset_builds_engine_objects() -> None:
-    rules = Ruleset(load_config(ROOT / "config/sla.yaml"))
-    assert [p.name for p in rules.policies] == ["hot", "warm", "default"]
-    assert rules.policies[0].match.priorities == frozenset({"HIGH"})
-    assert rules.policies[0].match.score_min == 80
-    assert rules.touch_rules.min_call == timedelta(minutes=1)
-    assert [lvl.notify for lvl in rules.escalation.levels] == [("rep",), ("manager",), ("channel",)]
-    assert rules.calendars["emea"].timezone == "Europe/Berlin"
+    agreement = Agreement(load_config(ROOT / "config/sla.yaml"))
+    assert [p.name for p in agreement.policies] == ["hot", "warm", "default"]
+    assert agreement.policies[0].match.priorities == frozenset({"HIGH"})
+    assert agreement.policies[0].match.score_min == 80
+    assert agreement.touch_rules.min_call == timedelta(minutes=1)
+    assert [lvl.notify for lvl in agreement.escalation.levels] == [
+        ("rep",),
+        ("manager",),
+        ("channel",),
+    ]
+    assert agreement.calendars["emea"].timezone == "Europe/Berlin"
 
 
 def test_owners_are_routed_to_the_first_matching_team() -> None:
-    rules = Ruleset(load_config(ROOT / "config/sla.yaml"))
-    assert rules.team_for("lena@example.com", ["EMEA"]).name == "emea-sales"
-    assert rules.team_for("sam@example.com", ["Americas"]).name == "americas-sales"
-    assert rules.team_for(None, []).name == "americas-sales"
+    agreement = Agreement(load_config(ROOT / "config/sla.yaml"))
+    assert agreement.team_for("lena@example.com", ["EMEA"]).name == "emea-sales"
+    assert agreement.team_for("sam@example.com", ["Americas"]).name == "americas-sales"
+    assert agreement.team_for(None, []).name == "americas-sales"
 
 
 def test_hours_allow_24_00_and_closed_days() -> None:
@@ -189,7 +193,7 @@ def test_the_yaml_file_is_commented_for_every_section() -> None:
 
 
 def test_the_crm_is_asked_for_every_property_the_config_reads_or_writes() -> None:
-    rules = Ruleset(
+    agreement = Agreement(
         parse_config(
             minimal(
                 marketing={"monthly_quota": 10, "required_fields": ["email", "jobtitle"]},
@@ -200,7 +204,7 @@ def test_the_crm_is_asked_for_every_property_the_config_reads_or_writes() -> Non
             )
         )
     )
-    assert rules.extra_crm_properties() == (
+    assert agreement.extra_crm_properties() == (
         "email",
         "jobtitle",
         "hs_lead_status",

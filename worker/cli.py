@@ -142,11 +142,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from worker.config import Ruleset, load_config
+    from worker.config import Agreement, load_config
 
     try:
         config = load_config(path)
-        Ruleset(config)
+        Agreement(config)
     except ConfigError as e:
         print(f"{path}: invalid", file=sys.stderr)
         for line in str(e).splitlines():
@@ -162,10 +162,10 @@ def _check_config(path: Path) -> int:
 def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> int:
     from datetime import UTC, datetime
 
-    from worker.config import load_ruleset
+    from worker.config import load_agreement
     from worker.pipeline.backtest import backtest, backtest_text
 
-    candidate = load_ruleset(candidate_path)
+    candidate = load_agreement(candidate_path)
     try:
         at = datetime.fromisoformat(at_text) if at_text else datetime.now(UTC)
     except ValueError:
@@ -173,7 +173,7 @@ def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> 
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     with open_context(settings) as ctx:
-        result = backtest(ctx.sessions, ctx.rules, candidate, at.astimezone(UTC))
+        result = backtest(ctx.sessions, ctx.agreement, candidate, at.astimezone(UTC))
     print(backtest_text(result))
     return EXIT_OK
 
@@ -207,7 +207,7 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
 
     upgrade(settings.database_url)
     with open_context(settings) as ctx:
-        if ctx.rules.config.recycle is None and not undo_run:
+        if ctx.agreement.config.recycle is None and not undo_run:
             print("recycling is off: the config has no recycle: section")
             return EXIT_OK
         if undo_run:

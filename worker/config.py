@@ -2,7 +2,7 @@
 
 Pydantic models check every key and name the exact key path in each error
 (``policies[1].first_touch: "4x" is not a duration like 90m, 4h, 2d or 1d4h``). Code below this
-layer receives :class:`Ruleset` (engine objects), never raw dicts. Nothing here reads the
+layer receives :class:`Agreement` (engine objects), never raw dicts. Nothing here reads the
 environment: that is ``worker.settings``.
 """
 
@@ -589,8 +589,10 @@ class Team:
     channel: str | None
 
 
-class Ruleset:
-    """The validated config turned into engine objects, built once per process."""
+class Agreement:
+    """The agreement the worker enforces: the validated config turned into engine objects
+    (policies, calendars, teams, escalation), built once per process. Not to be confused with
+    a ``Rule`` of the engine (first touch, follow-up, …), one clause of a policy."""
 
     def __init__(self, config: SlaConfig) -> None:
         self.config = config
@@ -748,5 +750,5 @@ def load_config(path: Path | str) -> SlaConfig:
     return parse_config(data, str(path))
 
 
-def load_ruleset(path: Path | str) -> Ruleset:
-    return Ruleset(load_config(path))
+def load_agreement(path: Path | str) -> Agreement:
+    return Agreement(load_config(path))

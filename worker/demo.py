@@ -19,12 +19,11 @@ from pathlib import Path
 
 from worker import tasks
 from worker.celery_app import configure
-from worker.config import Ruleset, load_config
+from worker.config import Agreement, load_config
 from worker.fakes.hubspot import FakeHubSpot
 from worker.fakes.slack import FakeSlack
 from worker.pipeline.context import open_context
 from worker.settings import Settings
-from worker.sla import BusinessCalendar
 from worker.slack.messages import SlackMessage, as_plain_text
 from worker.store.db import upgrade
 
@@ -72,103 +71,126 @@ def seeded_slack() -> FakeSlack:
     return slack
 
 
+LENA, JONAS, SAM, PRIYA = REPS
+
+
+@dataclass(frozen=True)
+class DemoLead:
+    """One seeded lead: its owner, how long ago (in open hours on its team's calendar) it was
+    assigned, and the one activity it has so far, if any."""
+
+    first: str
+    last: str
+    company: str
+    owner: Person | None
+    calendar: str
+    assigned_ago: timedelta
+    priority: str
+    score: int
+    #: (engagement type, open hours ago, its HubSpot properties besides time and owner).
+    activity: tuple[str, timedelta, dict[str, str]] | None = None
+
+
+DEMO_LEADS = (
+    # Hot lead, no touch for 3½ open hours: breach for Lena (1h), escalated to her manager
+    # (2h after the breach).
+    DemoLead(
+        "Maria", "Lopez", "Nordwind Logistik GmbH", LENA, "emea", timedelta(hours=3.5), "HIGH", 92
+    ),
+    # Hot lead called 20 minutes after assignment: on time, nobody is bothered.
+    DemoLead(
+        "Tobias",
+        "Klein",
+        "Spree Analytics",
+        LENA,
+        "emea",
+        timedelta(hours=3),
+        "HIGH",
+        85,
+        activity=(
+            "calls",
+            timedelta(hours=2, minutes=40),
+            {
+                "hs_call_direction": "OUTBOUND",
+                "hs_call_status": "COMPLETED",
+                "hs_call_duration": str(6 * 60 * 1000),
+            },
+        ),
+    ),
+    # Warm lead, 3h40m of its 4h gone: a warning for Jonas. The company name tries to ping
+    # the whole channel; it arrives as harmless text.
+    DemoLead(
+        "Eva",
+        "Braun",
+        "<!channel> Braun & Söhne",
+        JONAS,
+        "emea",
+        timedelta(hours=3, minutes=40),
+        "MEDIUM",
+        60,
+    ),
+    # Default policy (1 business day), only an inbound e-mail so far: overdue for Sam.
+    DemoLead(
+        "Chris",
+        "Miller",
+        "Hudson Outfitters",
+        SAM,
+        "americas",
+        timedelta(hours=9),
+        "LOW",
+        30,
+        activity=(
+            "emails",
+            timedelta(hours=4),
+            {"hs_email_direction": "INCOMING_EMAIL", "hs_email_status": "SENT"},
+        ),
+    ),
+    # Fresh lead for Priya: nothing due yet.
+    DemoLead(
+        "Dana", "White", "Liberty Dental", PRIYA, "americas", timedelta(minutes=30), "LOW", 40
+    ),
+    # Not assigned to anyone yet: nothing to judge.
+    DemoLead("Noah", "Green", "Unrouted Inc", None, "americas", timedelta(hours=1), "LOW", 10),
+)
+
+
 def seeded_hubspot(now: datetime | None = None) -> FakeHubSpot:
     """The demo's portal: six reps' leads in two time zones, judged at ``now``."""
     now = now or datetime.now(UTC)
-    rules = Ruleset(load_config(DEMO_CONFIG))
-    berlin = rules.calendars["emea"]
-    new_york = rules.calendars["americas"]
+    agreement = Agreement(load_config(DEMO_CONFIG))
     hubspot = FakeHubSpot(HUBSPOT_TOKEN)
     for person in REPS + MANAGERS:
         hubspot.add_owner(
             person.owner_id, person.email, person.first, person.last, teams=[person.team]
         )
-
-    def ago(calendar: BusinessCalendar, business: timedelta) -> datetime:
-        """The instant that lies ``business`` open hours before now on the calendar."""
-        return calendar.subtract(now, business)
-
-    def lead(
-        first: str,
-        last: str,
-        company: str,
-        owner: Person | None,
-        assigned: datetime,
-        priority: str,
-        score: int,
-    ) -> str:
-        return hubspot.upsert_contact(
-            firstname=first,
-            lastname=last,
-            company=company,
-            email=f"{first.lower()}@{company.split()[0].lower()}.example",
-            phone="+49 30 1234567" if owner and owner.team == "EMEA" else "+1 212 555 0100",
-            lifecyclestage="salesqualifiedlead",
-            hs_lead_status="OPEN",
-            hubspot_owner_id=owner.owner_id if owner else None,
-            hubspot_owner_assigneddate=_iso(assigned) if owner else None,
-            hs_lead_priority=priority,
-            hubspotscore=str(score),
-            createdate=_iso(assigned - timedelta(minutes=5)),
-        )
-
-    lena, jonas, sam, priya = REPS
-    # Hot lead, no touch for 3½ open hours: breach for Lena (1h), escalated to her manager
-    # (2h after the breach).
-    lead(
-        "Maria",
-        "Lopez",
-        "Nordwind Logistik GmbH",
-        lena,
-        ago(berlin, timedelta(hours=3, minutes=30)),
-        "HIGH",
-        92,
-    )
-    # Hot lead called 20 minutes after assignment: on time, nobody is bothered.
-    ontime = lead(
-        "Tobias", "Klein", "Spree Analytics", lena, ago(berlin, timedelta(hours=3)), "HIGH", 85
-    )
-    hubspot.add_engagement(
-        "calls",
-        {
-            "hs_timestamp": _iso(ago(berlin, timedelta(hours=2, minutes=40))),
-            "hubspot_owner_id": lena.owner_id,
-            "hs_call_direction": "OUTBOUND",
-            "hs_call_status": "COMPLETED",
-            "hs_call_duration": str(6 * 60 * 1000),
-        },
-        [ontime],
-    )
-    # Warm lead, 3h40m of its 4h gone: a warning for Jonas. The company name tries to ping
-    # the whole channel; it arrives as harmless text.
-    lead(
-        "Eva",
-        "Braun",
-        "<!channel> Braun & Söhne",
-        jonas,
-        ago(berlin, timedelta(hours=3, minutes=40)),
-        "MEDIUM",
-        60,
-    )
-    # Default policy (1 business day), only an inbound e-mail so far: overdue for Sam.
-    inbound = lead(
-        "Chris", "Miller", "Hudson Outfitters", sam, ago(new_york, timedelta(hours=9)), "LOW", 30
-    )
-    hubspot.add_engagement(
-        "emails",
-        {
-            "hs_timestamp": _iso(ago(new_york, timedelta(hours=4))),
-            "hubspot_owner_id": sam.owner_id,
-            "hs_email_direction": "INCOMING_EMAIL",
-            "hs_email_status": "SENT",
-        },
-        [inbound],
-    )
-    # Fresh lead for Priya: nothing due yet.
-    lead("Dana", "White", "Liberty Dental", priya, ago(new_york, timedelta(minutes=30)), "LOW", 40)
-    # Not assigned to anyone yet: nothing to judge.
-    lead("Noah", "Green", "Unrouted Inc", None, now - timedelta(hours=1), "LOW", 10)
+    for seed in DEMO_LEADS:
+        calendar = agreement.calendars[seed.calendar]
+        lead_id = _add_lead(hubspot, seed, calendar.subtract(now, seed.assigned_ago))
+        if seed.activity is not None and seed.owner is not None:
+            kind, ago, properties = seed.activity
+            at = calendar.subtract(now, ago)
+            owner = seed.owner.owner_id
+            extra = {"hs_timestamp": _iso(at), "hubspot_owner_id": owner}
+            hubspot.add_engagement(kind, {**extra, **properties}, [lead_id])
     return hubspot
+
+
+def _add_lead(hubspot: FakeHubSpot, seed: DemoLead, assigned: datetime) -> str:
+    owner = seed.owner
+    return hubspot.upsert_contact(
+        firstname=seed.first,
+        lastname=seed.last,
+        company=seed.company,
+        email=f"{seed.first.lower()}@{seed.company.split()[0].lower()}.example",
+        phone="+49 30 1234567" if owner and owner.team == "EMEA" else "+1 212 555 0100",
+        lifecyclestage="salesqualifiedlead",
+        hs_lead_status="OPEN",
+        hubspot_owner_id=owner.owner_id if owner else None,
+        hubspot_owner_assigneddate=_iso(assigned) if owner else None,
+        hs_lead_priority=seed.priority,
+        hubspotscore=str(seed.score),
+        createdate=_iso(assigned - timedelta(minutes=5)),
+    )
 
 
 def run_demo(*, keep: bool = False) -> int:

@@ -21,7 +21,7 @@ from worker.store.models import Owner
 
 
 def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
-    rules = ctx.rules
+    agreement = ctx.agreement
     with session_scope(ctx.sessions) as session:
         bundles = queries.load_bundles(session, [lead_id])
         if not bundles:
@@ -30,17 +30,17 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
             )
         bundle = bundles[0]
         owner = bundle.owner
-        team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
+        team = agreement.team_for(owner.email if owner else None, owner.teams if owner else [])
         lead, touches = engine_inputs(bundle)
-        policy = select_policy(lead, rules.policies)
+        policy = select_policy(lead, agreement.policies)
         names = {o.id: o.display_name for o in session.scalars(select(Owner)).all()}
         entries = explain_lead(
             lead,
             touches,
             policy,
             team.calendar,
-            rules.touch_rules,
-            rules.escalation,
+            agreement.touch_rules,
+            agreement.escalation,
             now,
             owner_names=names,
         )

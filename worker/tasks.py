@@ -47,35 +47,19 @@ def bound_to(ctx: Context) -> Iterator[None]:
         _context = previous
 
 
-def _run(name: str, **options: Any) -> dict[str, object]:
-    return run_stage(_ctx(), name, **options).as_dict()
+def _stage_task(name: str, **options: Any) -> Any:
+    """The Celery task ``worker.tasks.<name>``: run that stage now, return its summary."""
+
+    def run_stage_now() -> dict[str, object]:
+        return run_stage(_ctx(), name, **options).as_dict()
+
+    run_stage_now.__name__ = run_stage_now.__qualname__ = name
+    return app.task(name=f"worker.tasks.{name}")(run_stage_now)
 
 
-@app.task(name="worker.tasks.sync")  # type: ignore[untyped-decorator]
-def sync() -> dict[str, object]:
-    return _run("sync")
-
-
-@app.task(name="worker.tasks.evaluate")  # type: ignore[untyped-decorator]
-def evaluate() -> dict[str, object]:
-    return _run("evaluate")
-
-
-@app.task(name="worker.tasks.deliver")  # type: ignore[untyped-decorator]
-def deliver() -> dict[str, object]:
-    return _run("deliver")
-
-
-@app.task(name="worker.tasks.prune")  # type: ignore[untyped-decorator]
-def prune() -> dict[str, object]:
-    return _run("prune")
-
-
-@app.task(name="worker.tasks.recycle")  # type: ignore[untyped-decorator]
-def recycle() -> dict[str, object]:
-    return _run("recycle")
-
-
-@app.task(name="worker.tasks.report")  # type: ignore[untyped-decorator]
-def report() -> dict[str, object]:
-    return _run("report", post=True)
+sync = _stage_task("sync")
+evaluate = _stage_task("evaluate")
+deliver = _stage_task("deliver")
+prune = _stage_task("prune")
+recycle = _stage_task("recycle")
+report = _stage_task("report", post=True)

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.config import Ruleset
+from worker.config import Agreement
 from worker.pipeline.evaluate import evaluate_bundle
 from worker.sla import LeadEvaluation
 from worker.store import queries
@@ -62,8 +62,8 @@ class BacktestResult:
 
 def backtest(
     sessions: Callable[[], Session],
-    current: Ruleset,
-    candidate: Ruleset,
+    current: Agreement,
+    candidate: Agreement,
     at: datetime,
     *,
     batch_size: int = 1000,
@@ -81,8 +81,8 @@ def backtest(
 
 def _compare(
     bundle: queries.LeadBundle,
-    current: Ruleset,
-    candidate: Ruleset,
+    current: Agreement,
+    candidate: Agreement,
     at: datetime,
     result: BacktestResult,
 ) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.config import Ruleset, load_ruleset
+from worker.config import Agreement, load_agreement
 from worker.crm.client import CrmClient
 from worker.errors import ConfigError
 from worker.settings import Settings
@@ -33,7 +33,7 @@ def utc_now() -> datetime:
 @dataclass
 class Context:
     settings: Settings
-    rules: Ruleset
+    agreement: Agreement
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime] = utc_now
@@ -45,7 +45,7 @@ class Context:
     @property
     def crm(self) -> CrmClient:
         if self._crm is None:
-            self._crm = make_crm_client(self.settings, self.rules)
+            self._crm = make_crm_client(self.settings, self.agreement)
         return self._crm
 
     @property
@@ -63,18 +63,18 @@ def open_context(
     pacer: ChannelPacer | None = None,
 ) -> Iterator[Context]:
     """Load the config, open the database; the database's connections close on exit."""
-    rules = load_ruleset(settings.config_path)
+    agreement = load_agreement(settings.config_path)
     engine = make_engine(settings.database_url)
     try:
         yield Context(
-            settings, rules, engine, make_sessionmaker(engine), clock, pacer or ChannelPacer()
+            settings, agreement, engine, make_sessionmaker(engine), clock, pacer or ChannelPacer()
         )
     finally:
         engine.dispose()
 
 
-def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
-    crm = rules.config.crm
+def make_crm_client(settings: Settings, agreement: Agreement) -> CrmClient:
+    crm = agreement.config.crm
     if crm.provider != "hubspot":
         raise ConfigError(f'crm.provider: "{crm.provider}" is not supported yet (use hubspot)')
     if not settings.hubspot_token:
@@ -99,7 +99,7 @@ def make_crm_client(settings: Settings, rules: Ruleset) -> CrmClient:
             status=crm.status_property,
             source=crm.source_property,
             score=crm.score_property,
-            extra=rules.extra_crm_properties(),
+            extra=agreement.extra_crm_properties(),
         ),
         max_retries=3,
         limiter=limiter,

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from worker.config import Ruleset
+from worker.config import Agreement
 from worker.errors import AuthError, PermanentError, TransientError
 from worker.notices import OVERDUE, Notice, NoticeKind
 from worker.pipeline.context import Context
@@ -96,7 +96,7 @@ class _Stop(Exception):
 
 def run(ctx: Context, now: datetime) -> DeliverSummary:
     """The stage: one delivery pass through the context's Slack client."""
-    return deliver(ctx.slack, ctx.sessions, ctx.rules, now, pacer=ctx.pacer)
+    return deliver(ctx.slack, ctx.sessions, ctx.agreement, now, pacer=ctx.pacer)
 
 
 def preview(ctx: Context, now: datetime) -> list[Post]:
@@ -104,7 +104,11 @@ def preview(ctx: Context, now: datetime) -> list[Post]:
     of posting, in a transaction that is rolled back (``--dry-run``)."""
     with rolled_back(ctx.engine) as sessions:
         summary = deliver(
-            RecordingSender(), sessions, ctx.rules, now, pacer=ChannelPacer(sleep=lambda _: None)
+            RecordingSender(),
+            sessions,
+            ctx.agreement,
+            now,
+            pacer=ChannelPacer(sleep=lambda _: None),
         )
     return summary.posts
 
@@ -118,7 +122,7 @@ def backoff(attempts: int, rng: Callable[[], float] = random.random) -> timedelt
 def deliver(
     slack: SlackSender,
     sessions: Callable[[], Session],
-    rules: Ruleset,
+    agreement: Agreement,
     now: datetime,
     *,
     lease_for: timedelta = LEASE_FOR,
@@ -127,20 +131,20 @@ def deliver(
     """One delivery pass (see the module docstring)."""
     summary = DeliverSummary()
     pacer = pacer or ChannelPacer()
-    group_wait = rules.config.notifications.group_wait
+    group_wait = agreement.config.notifications.group_wait
     with session_scope(sessions) as session:
         recipients = outbox.recipients_due(session, now)
     posts: list[Post] = []
     try:
         for recipient in recipients:
             posts += _plan_recipient(
-                slack, sessions, rules, recipient, now, lease_for, group_wait, summary
+                slack, sessions, agreement, recipient, now, lease_for, group_wait, summary
             )
         failed_digests: set[int] = set()
         for post in pacer.order(posts):
             if post.digest_key is not None and post.digest_key in failed_digests:
                 continue
-            if not _send(slack, sessions, rules, post, now, summary) and post.digest_key:
+            if not _send(slack, sessions, agreement, post, now, summary) and post.digest_key:
                 failed_digests.add(post.digest_key)
     except _Stop:
         summary.auth_failed = True
@@ -153,7 +157,7 @@ def deliver(
 def _plan_recipient(
     slack: SlackSender,
     sessions: Callable[[], Session],
-    rules: Ruleset,
+    agreement: Agreement,
     recipient: str,
     now: datetime,
     lease_for: timedelta,
@@ -167,7 +171,7 @@ def _plan_recipient(
             return []
         ids = [r.id for r in rows]
         try:
-            target = _target_for(slack, session, rules, recipient, now)
+            target = _target_for(slack, session, agreement, recipient, now)
         except AuthError as e:
             # Record it and give the rows back in this transaction; the pass stops below,
             # once the transaction is committed.
@@ -180,9 +184,9 @@ def _plan_recipient(
             return []
         else:
             if target is None:
-                _reroute(session, rules, rows, "users_not_found", now, summary)
+                _reroute(session, agreement, rows, "users_not_found", now, summary)
                 return []
-            rows = _hold_for_quiet_hours(session, rules, rows, target, now, summary)
+            rows = _hold_for_quiet_hours(session, agreement, rows, target, now, summary)
             return _plan_posts(session, recipient, target, rows, now)
     raise _Stop
 
@@ -303,7 +307,7 @@ def _plan_posts(
 def _send(
     slack: SlackSender,
     sessions: Callable[[], Session],
-    rules: Ruleset,
+    agreement: Agreement,
     post: Post,
     now: datetime,
     summary: DeliverSummary,
@@ -331,7 +335,7 @@ def _send(
         with session_scope(sessions) as session:
             if e.code in CHANNEL_ERRORS:
                 rows = outbox.rows_by_id(session, post.row_ids)
-                _reroute(session, rules, rows, e.code or "", now, summary)
+                _reroute(session, agreement, rows, e.code or "", now, summary)
             else:
                 log.error("%d notices failed for good: %s", len(post.row_ids), e.code or e)
                 error = f"{e.code}: {e}" if e.code else str(e)
@@ -357,14 +361,14 @@ def _retry_wait(error: TransientError, attempts: int) -> timedelta:
 
 
 def _target_for(
-    slack: SlackSender, session: Session, rules: Ruleset, recipient: str, now: datetime
+    slack: SlackSender, session: Session, agreement: Agreement, recipient: str, now: datetime
 ) -> Target | None:
     """``email:x`` → the person's Slack user id (posting to it opens the DM), cached;
     ``channel:#x`` → ``#x``. None: Slack knows no such person."""
     kind, _, address = recipient.partition(":")
     if kind == "channel":
         return Target(address)
-    ttl = rules.config.notifications.user_cache_for
+    ttl = agreement.config.notifications.user_cache_for
     cached = outbox.cached_slack_user(session, address, now, ttl)
     if cached is not None:
         return Target(cached.user_id, cached.tz) if cached.user_id else None
@@ -415,7 +419,7 @@ def _without_superseded(
 
 def _hold_for_quiet_hours(
     session: Session,
-    rules: Ruleset,
+    agreement: Agreement,
     rows: list[OutboxRow],
     target: Target,
     now: datetime,
@@ -431,7 +435,7 @@ def _hold_for_quiet_hours(
         return rows
     sendable = []
     for row in rows:
-        opening = _opening_for(rules, row, target.tz, now)
+        opening = _opening_for(agreement, row, target.tz, now)
         if opening is None:
             sendable.append(row)
         else:
@@ -439,23 +443,23 @@ def _hold_for_quiet_hours(
     return sendable
 
 
-def _opening_for(rules: Ruleset, row: OutboxRow, tz: str, now: datetime) -> datetime | None:
+def _opening_for(agreement: Agreement, row: OutboxRow, tz: str, now: datetime) -> datetime | None:
     """When a reminder may reach a reader in zone ``tz``; None: now."""
     if row.delivery != Delivery.DIRECT:
         return None
     notice = Notice.from_payload(row.payload)
     if not notice.quiet or not notice.team:
         return None
-    team = rules.teams.get(notice.team)
+    team = agreement.teams.get(notice.team)
     if team is None or team.calendar.timezone == tz:
         return None
-    calendar = rules.calendar_in_zone(notice.team, tz)
+    calendar = agreement.calendar_in_zone(notice.team, tz)
     return None if calendar.is_open(now) else calendar.next_open_at(now)
 
 
 def _reroute(
     session: Session,
-    rules: Ruleset,
+    agreement: Agreement,
     rows: Sequence[OutboxRow],
     reason: str,
     now: datetime,
@@ -464,7 +468,7 @@ def _reroute(
     """Hand undeliverable rows to the next recipient: a rep → the team's manager; a channel →
     the fallback channel. A row nobody can take is failed."""
     for row in rows:
-        fallback = _fallback_for(rules, row)
+        fallback = _fallback_for(agreement, row)
         if fallback is None or fallback == row.recipient:
             log.error(
                 "notice %s to %s undeliverable (%s), no fallback",
@@ -482,11 +486,11 @@ def _reroute(
         summary.rows_rerouted += outbox.reroute(session, row, fallback, reason, now)
 
 
-def _fallback_for(rules: Ruleset, row: OutboxRow) -> str | None:
+def _fallback_for(agreement: Agreement, row: OutboxRow) -> str | None:
     if row.recipient.startswith("channel:"):
-        channel = rules.config.notifications.fallback_channel
+        channel = agreement.config.notifications.fallback_channel
         return f"channel:{channel}" if channel else None
-    team = rules.teams.get(str(row.payload.get("team") or ""))
+    team = agreement.teams.get(str(row.payload.get("team") or ""))
     return f"email:{team.manager.lower()}" if team and team.manager else None
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from worker.config import Ruleset, Team
+from worker.config import Agreement, Team
 from worker.notices import OVERDUE
 from worker.pipeline.context import Context
 from worker.pipeline.notifications import Draft, LeadFacts, drafts_for
@@ -46,7 +46,7 @@ class EvaluateSummary(Summary):
 
 def run(ctx: Context, now: datetime) -> EvaluateSummary:
     """The stage: judge every due lead under the context's ruleset."""
-    return evaluate(ctx.rules, ctx.sessions, now)
+    return evaluate(ctx.agreement, ctx.sessions, now)
 
 
 def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
@@ -93,33 +93,33 @@ def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
 
 
 def evaluate_bundle(
-    bundle: queries.LeadBundle, rules: Ruleset, now: datetime
+    bundle: queries.LeadBundle, agreement: Agreement, now: datetime
 ) -> tuple[LeadEvaluation, Team] | None:
     """Judge one lead with its team's calendar; None when there is nothing to judge (no
     owner, archived)."""
     row = bundle.lead
     if row.archived or row.owner_id is None:
         return None
-    marketing = rules.config.marketing
+    marketing = agreement.config.marketing
     waits_for_completeness = marketing is not None and marketing.incomplete_clock == "wait"
     if waits_for_completeness and row.missing_fields:
         return None  # its clocks start when marketing completes it
     owner = bundle.owner
-    team = rules.team_for(
+    team = agreement.team_for(
         owner.email if owner is not None else None, owner.teams if owner is not None else []
     )
     lead, touches = engine_inputs(bundle)
     if waits_for_completeness and row.complete_since and lead.assigned_at:
         lead = replace(lead, assigned_at=max(lead.assigned_at, row.complete_since))
-    policy = select_policy(lead, rules.policies)
+    policy = select_policy(lead, agreement.policies)
     evaluation = evaluate_lead(
-        lead, touches, policy, team.calendar, rules.touch_rules, rules.escalation, now
+        lead, touches, policy, team.calendar, agreement.touch_rules, agreement.escalation, now
     )
     return evaluation, team
 
 
 def evaluate(
-    rules: Ruleset,
+    agreement: Agreement,
     sessions: Callable[[], Session],
     now: datetime,
     *,
@@ -127,7 +127,7 @@ def evaluate(
 ) -> EvaluateSummary:
     """Evaluate every due lead, batch by batch, each batch one transaction."""
     summary = EvaluateSummary()
-    record_url = rules.config.crm.record_url
+    record_url = agreement.config.crm.record_url
     while True:
         with session_scope(sessions) as session:
             ids = queries.due_lead_ids(session, now, batch_size)
@@ -140,7 +140,7 @@ def evaluate(
             for bundle in queries.load_bundles(session, ids):
                 previous = findings.get(bundle.lead.id, {})
                 envelopes += _evaluate_one(
-                    session, bundle, previous, rules, record_url, now, summary
+                    session, bundle, previous, agreement, record_url, now, summary
                 )
             summary.notifications += outbox.enqueue(session, envelopes, now)
         if len(ids) < batch_size:
@@ -151,16 +151,16 @@ def _evaluate_one(
     session: Session,
     bundle: queries.LeadBundle,
     previous: dict[str, models.Finding],
-    rules: Ruleset,
+    agreement: Agreement,
     record_url: str | None,
     now: datetime,
     summary: EvaluateSummary,
 ) -> list[Envelope]:
     """Judge one lead: its findings are updated in place; returns the notices it causes."""
     row = bundle.lead
-    _track_completeness(row, rules)
+    _track_completeness(row, agreement)
     try:
-        judged = evaluate_bundle(bundle, rules, now)
+        judged = evaluate_bundle(bundle, agreement, now)
     except (ValueError, TypeError) as e:
         # Bad CRM data for one lead must not stop the run: log it, park the lead until it
         # changes again (dirty is cleared, no next check), carry on.
@@ -179,9 +179,9 @@ def _evaluate_one(
     summary.leads += 1
     announced = {rule: f.breached_deadline_at for rule, f in previous.items()}
     drafts = drafts_for(
-        evaluation, lead_facts(bundle, record_url), team, rules.escalation, announced
+        evaluation, lead_facts(bundle, record_url), team, agreement.escalation, announced
     )
-    envelopes = [_scheduled(draft, row.id, team, rules, now) for draft in drafts]
+    envelopes = [_scheduled(draft, row.id, team, agreement, now) for draft in drafts]
     for result in evaluation.rules:
         finding = previous.get(result.rule.value)
         if finding is None:
@@ -204,9 +204,11 @@ def _evaluate_one(
     return envelopes
 
 
-def _scheduled(draft: Draft, lead_id: str, team: Team, rules: Ruleset, now: datetime) -> Envelope:
+def _scheduled(
+    draft: Draft, lead_id: str, team: Team, agreement: Agreement, now: datetime
+) -> Envelope:
     """The draft as an envelope: how it is delivered (digest or direct) and when it may go."""
-    config = rules.config
+    config = agreement.config
     level = config.escalation[draft.level] if draft.kind in OVERDUE else None
     quiet = config.notifications.quiet_hours and not (level and level.send_outside_hours)
     notice = replace(draft.notice, team=team.name, quiet=quiet)
@@ -237,11 +239,11 @@ def missing_fields(row: models.Lead, required: Sequence[str]) -> list[str]:
     return [name for name in required if not str(properties.get(name) or "").strip()]
 
 
-def _track_completeness(row: models.Lead, rules: Ruleset) -> None:
+def _track_completeness(row: models.Lead, agreement: Agreement) -> None:
     """Record what a lead lacks, and when it became complete: the first time it is seen
     complete after being incomplete, at the CRM change that completed it; a lead complete
     from the start, at its creation."""
-    marketing = rules.config.marketing
+    marketing = agreement.config.marketing
     missing = missing_fields(row, marketing.required_fields) if marketing else []
     if not missing and row.complete_since is None:
         row.complete_since = row.modified_at if row.missing_fields else row.created_at

@@ -18,6 +18,6 @@ class PruneSummary(Summary):
 
 
 def run(ctx: Context, now: datetime) -> PruneSummary:
-    keep_for = ctx.rules.config.notifications.keep_sent_for
+    keep_for = ctx.agreement.config.notifications.keep_sent_for
     with session_scope(ctx.sessions) as session:
         return PruneSummary(deleted=outbox.prune(session, now - keep_for))

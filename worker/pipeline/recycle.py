@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.config import RecycleConfig, Ruleset
+from worker.config import Agreement, RecycleConfig
 from worker.crm.client import CrmClient
 from worker.crm.records import CrmLead, WriteResult
 from worker.notices import Notice, NoticeKind
@@ -68,7 +68,7 @@ _Planned = dict[str, tuple[Lead, dict[str, str], dict[str, str]]]
 
 def run(ctx: Context, now: datetime, *, dry_run: bool = False) -> RecycleSummary:
     """The stage: one recycle run against the context's CRM."""
-    return recycle(ctx.crm, ctx.sessions, ctx.rules, now, dry_run=dry_run)
+    return recycle(ctx.crm, ctx.sessions, ctx.agreement, now, dry_run=dry_run)
 
 
 def run_undo(ctx: Context, now: datetime, run_id: str) -> RecycleSummary:
@@ -83,14 +83,14 @@ def new_run_id(now: datetime) -> str:
 def recycle(
     crm: CrmClient,
     sessions: Callable[[], Session],
-    rules: Ruleset,
+    agreement: Agreement,
     now: datetime,
     *,
     dry_run: bool = False,
 ) -> RecycleSummary:
     """One recycle run (see the module docstring)."""
     summary = RecycleSummary(new_run_id(now), dry_run)
-    config = rules.config.recycle
+    config = agreement.config.recycle
     if config is None:
         return summary
     eligible, owners = _eligible_leads(sessions, config, now, summary)
@@ -104,7 +104,7 @@ def recycle(
         return summary
     _audit(sessions, summary.run_id, planned, now)
     result = crm.update_leads({lead_id: after for lead_id, (_, _, after) in planned.items()})
-    _record_outcomes(sessions, rules, config, planned, owners, result, summary, now)
+    _record_outcomes(sessions, agreement, config, planned, owners, result, summary, now)
     return summary
 
 
@@ -192,7 +192,7 @@ def _plan_writes(
 
 def _record_outcomes(
     sessions: Callable[[], Session],
-    rules: Ruleset,
+    agreement: Agreement,
     config: RecycleConfig,
     planned: _Planned,
     owners: Mapping[str, Owner],
@@ -227,7 +227,7 @@ def _record_outcomes(
                 stored.recycle_reason = None
             summary.recycled += 1
             summary.items.append(_item(lead, owners, before, after, "recycled"))
-            envelopes += _notices(rules, config, lead, owners, summary.run_id, now)
+            envelopes += _notices(agreement, config, lead, owners, summary.run_id, now)
         outbox.enqueue(session, envelopes, now)
 
 
@@ -346,7 +346,7 @@ def _item(
 
 
 def _notices(
-    rules: Ruleset,
+    agreement: Agreement,
     config: RecycleConfig,
     lead: Lead,
     owners: Mapping[str, Owner],
@@ -356,8 +356,8 @@ def _notices(
     """The rep and marketing hear of every recycled lead; one message each per run, since
     notices due together for one recipient are grouped by deliver."""
     owner = owners.get(lead.owner_id or "")
-    team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
-    record_url = rules.config.crm.record_url
+    team = agreement.team_for(owner.email if owner else None, owner.teams if owner else [])
+    record_url = agreement.config.crm.record_url
     notice = Notice(
         kind=NoticeKind.RECYCLED,
         rule="recycle",
@@ -382,8 +382,8 @@ def _notices(
     due_at = direct_due_at(
         now,
         team.calendar,
-        group_wait=rules.config.notifications.group_wait,
-        quiet=rules.config.notifications.quiet_hours,
+        group_wait=agreement.config.notifications.group_wait,
+        quiet=agreement.config.notifications.quiet_hours,
     )
     return [
         Envelope(

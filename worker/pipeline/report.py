@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.compliance import Compliance, MarketingFigures, Pace, Report
-from worker.config import Ruleset
+from worker.config import Agreement
 from worker.notices import NoticeKind
 from worker.pipeline.context import Context
 from worker.pipeline.summary import DETAIL, Summary
@@ -45,12 +45,12 @@ class ReportSummary(Summary):
 def run(ctx: Context, now: datetime, *, post: bool = True) -> ReportSummary:
     """The stage: the compliance report; with ``post``, marketing's part is queued for its
     channel (once a day) and goes out with the next deliver pass."""
-    report = build_report(ctx.sessions, ctx.rules, now)
-    queued = queue_marketing_report(ctx.sessions, ctx.rules, report, now) if post else False
+    report = build_report(ctx.sessions, ctx.agreement, now)
+    queued = queue_marketing_report(ctx.sessions, ctx.agreement, report, now) if post else False
     return ReportSummary(queued=queued, reps=len(report.by_rep), report=report)
 
 
-def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime) -> Report:
+def build_report(sessions: Callable[[], Session], agreement: Agreement, now: datetime) -> Report:
     report = Report(now)
     with session_scope(sessions) as session:
         owners = {o.id: o for o in session.scalars(select(Owner)).all()}
@@ -62,20 +62,20 @@ def build_report(sessions: Callable[[], Session], rules: Ruleset, now: datetime)
         for state, policy, owner_id in rows:
             owner = owners.get(owner_id or "")
             rep = owner.display_name if owner else "unassigned"
-            team = rules.team_for(owner.email if owner else None, owner.teams if owner else [])
+            team = agreement.team_for(owner.email if owner else None, owner.teams if owner else [])
             for bucket, key in (
                 (report.by_rep, rep),
                 (report.by_team, team.name),
                 (report.by_policy, policy),
             ):
                 bucket.setdefault(key, Compliance()).add(state)
-        if rules.config.marketing is not None:
-            report.marketing = _marketing(session, rules, now)
+        if agreement.config.marketing is not None:
+            report.marketing = _marketing(session, agreement, now)
     return report
 
 
-def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigures:
-    config = rules.config.marketing
+def _marketing(session: Session, agreement: Agreement, now: datetime) -> MarketingFigures:
+    config = agreement.config.marketing
     assert config is not None
     start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     days = month_calendar.monthrange(start.year, start.month)[1]
@@ -91,7 +91,7 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
         (lead.id, lead.display_name, list(lead.missing_fields))
         for lead in incomplete_rows[:MAX_INCOMPLETE_LISTED]
     ]
-    returns = {status for policy in rules.policies for status in policy.return_statuses}
+    returns = {status for policy in agreement.policies for status in policy.return_statuses}
     by_source: dict[str, Counter[str]] = defaultdict(Counter)
     for lead in leads:
         if lead.status not in returns:
@@ -110,7 +110,7 @@ def _marketing(session: Session, rules: Ruleset, now: datetime) -> MarketingFigu
     for lead in leads:
         owner = owners.get(lead.owner_id or "")
         if owner is not None:
-            per_team[rules.team_for(owner.email, owner.teams).name] += 1
+            per_team[agreement.team_for(owner.email, owner.teams).name] += 1
         per_source[(lead.source or "").casefold()] += 1
 
     def paces(quotas: dict[str, int], count: Callable[[str], int]) -> dict[str, Pace]:
@@ -166,10 +166,10 @@ def report_text(report: Report) -> str:
 
 
 def queue_marketing_report(
-    sessions: Callable[[], Session], rules: Ruleset, report: Report, now: datetime
+    sessions: Callable[[], Session], agreement: Agreement, report: Report, now: datetime
 ) -> bool:
     """Queue the marketing part for marketing's channel, once per UTC day; True if queued."""
-    config = rules.config.marketing
+    config = agreement.config.marketing
     if config is None or config.channel is None or report.marketing is None:
         return False
     recipient = f"channel:{config.channel}"

@@ -63,7 +63,7 @@ def run(ctx: Context, now: datetime) -> SyncSummary:
 
 
 def _sync_holding_lease(ctx: Context, now: datetime, lease: Lease) -> SyncSummary:
-    crm = ctx.rules.config.crm
+    crm = ctx.agreement.config.crm
     try:
         summary = sync(
             ctx.crm,
