@@ -8,13 +8,14 @@ round trip per record. No SLA logic and no external calls.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, delete, insert, select, text, update
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch
 from worker.store.models import (
@@ -26,6 +27,46 @@ from worker.store.models import (
     TouchLead,
 )
 from worker.store.queries import chunks
+
+log = logging.getLogger(__name__)
+
+# -- values the CRM allows longer than our columns --------------------------------------------
+
+
+def _column_length(model: type[DeclarativeBase], name: str) -> int | None:
+    column_type = model.__table__.c[name].type
+    return column_type.length if isinstance(column_type, String) else None
+
+
+def _fit(model: type[DeclarativeBase], name: str, value: Any, record_id: str) -> Any:
+    """``value`` cut to its column's length, with a warning: HubSpot allows far longer text
+    than a name or a phone needs, and one value PostgreSQL refused would abort its whole page,
+    page after page (StringDataRightTruncation). SQLite does not check lengths; we cut alike."""
+    length = _column_length(model, name)
+    if not isinstance(value, str) or length is None or len(value) <= length:
+        return value
+    log.warning(
+        "%s %s: %s is %d characters, stored cut to %d",
+        model.__tablename__,
+        record_id,
+        name,
+        len(value),
+        length,
+    )
+    return value[:length]
+
+
+def _fits_key(model: type[DeclarativeBase], name: str, value: str, what: str) -> bool:
+    """An id longer than its key column cannot be cut (two records could become one): the
+    record is skipped, with an error in the log, and the rest of the page goes on."""
+    length = _column_length(model, name)
+    if length is None or len(value) <= length:
+        return True
+    log.error(
+        "%s id %r… is %d characters (at most %d): skipped", what, value[:40], len(value), length
+    )
+    return False
+
 
 # -- sync cursors ---------------------------------------------------------------------------
 
@@ -55,6 +96,7 @@ def upsert_owner(session: Session, owner: CrmOwner, now: datetime) -> None:
 
 
 def upsert_owners(session: Session, owners: Sequence[CrmOwner], now: datetime) -> None:
+    owners = [o for o in owners if _fits_key(Owner, "id", o.id, "owner")]
     ids = [o.id for o in owners]
     rows = {r.id: r for chunk in chunks(ids) for r in session.scalars(_owners_in(chunk))}
     for owner in owners:
@@ -62,9 +104,9 @@ def upsert_owners(session: Session, owners: Sequence[CrmOwner], now: datetime) -
         if row is None:
             row = rows[owner.id] = Owner(id=owner.id, synced_at=now)
             session.add(row)
-        row.email = owner.email
-        row.first_name = owner.first_name
-        row.last_name = owner.last_name
+        row.email = _fit(Owner, "email", owner.email, owner.id)
+        row.first_name = _fit(Owner, "first_name", owner.first_name, owner.id)
+        row.last_name = _fit(Owner, "last_name", owner.last_name, owner.id)
         row.archived = owner.archived
         row.teams = list(owner.teams)
         row.synced_at = now
@@ -103,27 +145,29 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
     into one of these stop being tracked (archived).
     """
     _plan_each_query(session)
-    newest = _newest_by_id(leads, lambda lead: lead.id)
+    fitting = (lead for lead in leads if _fits_key(Lead, "id", lead.id, "lead"))
+    newest = _newest_by_id(fitting, lambda lead: lead.id)
     rows = {r.id: r for chunk in chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
     changed: set[str] = set()
     for lead in newest.values():
         row = rows.get(lead.id)
         if row is not None and row.modified_at > lead.modified_at:
             continue
+        values = {name: _fit(Lead, name, getattr(lead, name), lead.id) for name in _LEAD_FIELDS}
         if row is None:
             row = Lead(id=lead.id, synced_at=now, dirty=True, properties={})
             session.add(row)
             old_status: str | None = None
             differs = is_new = True
         else:
-            differs = any(getattr(row, f) != getattr(lead, f) for f in _LEAD_FIELDS)
+            differs = any(getattr(row, name) != value for name, value in values.items())
             old_status, is_new = row.status, False
-        for name in _LEAD_FIELDS:
-            setattr(row, name, getattr(lead, name))
+        for name, value in values.items():
+            setattr(row, name, value)
         row.properties = dict(lead.properties)
         row.synced_at = now
-        if is_new or old_status != lead.status:
-            session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=lead.status))
+        if is_new or old_status != row.status:
+            session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=row.status))
         if differs:
             row.dirty = True
             changed.add(lead.id)
@@ -159,7 +203,8 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
     """Store a page of touches and their leads; returns the ids of leads whose SLA may have
     changed (marked dirty): leads of new or changed touches, and leads a touch left."""
     _plan_each_query(session)
-    newest = _newest_by_id(touches, _touch_key)
+    fitting = (t for t in touches if _fits_key(Touch, "id", _touch_key(t), "touch"))
+    newest = _newest_by_id(fitting, _touch_key)
     keys = list(newest)
     rows = {r.id: r for chunk in chunks(keys) for r in session.scalars(_touches_in(chunk))}
     links: dict[str, set[str]] = defaultdict(set)
@@ -179,8 +224,8 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
             "modified_at": touch.modified_at,
             "owner_id": touch.owner_id,
             "duration_ms": int(touch.duration / timedelta(milliseconds=1)),
-            "direction": touch.direction,
-            "status": touch.status,
+            "direction": _fit(Touch, "direction", touch.direction, key),
+            "status": _fit(Touch, "status", touch.status, key),
         }
         if row is None:
             row = Touch(id=key, kind=touch.kind, synced_at=now)
@@ -191,7 +236,8 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
         for name, value in values.items():
             setattr(row, name, value)
         row.synced_at = now
-        previous, current = links.get(key, set()), set(touch.lead_ids)
+        previous = links.get(key, set())
+        current = {i for i in touch.lead_ids if _fits_key(TouchLead, "lead_id", i, "lead")}
         added += [{"touch_id": key, "lead_id": lead_id} for lead_id in sorted(current - previous)]
         if previous - current:
             removed[key] = previous - current
