@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from http.client import HTTPException
 from typing import Any
+from urllib.request import HTTPRedirectHandler, Request
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -53,6 +54,30 @@ RATE_LIMIT_ERRORS = frozenset({"ratelimited", "rate_limited"})
 # _build_unexpected_body_error_message): a proxy's or load balancer's HTML page.
 _NON_JSON_PREFIX = "Received a response in a non-JSON format"
 _DEFAULT_RETRY_AFTER = timedelta(seconds=1)
+
+
+class _StayingWebClient(WebClient):
+    """slack_sdk's WebClient, except that a request never follows a redirect and the token
+    never leaves with one.
+
+    urllib follows 3xx answers and copies the request's headers, ``Authorization: Bearer
+    xoxb-…`` included, to wherever ``Location`` points (CPython's ``HTTPRedirectHandler.
+    redirect_request``); slack_sdk uses urllib's default opener. So the token goes into
+    urllib's "unredirected" headers (documented as never added to a redirected request), and
+    the request says it has used up its redirects, which makes urllib raise ``HTTPError`` on
+    the first 3xx instead of following it. Slack's Web API never redirects an API call.
+    """
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        token = req.headers.pop("Authorization", None)  # urllib capitalizes header names
+        if token is not None:
+            req.add_unredirected_header("Authorization", token)
+        # Read by HTTPRedirectHandler.http_error_302: a full redirect history means "refuse".
+        req.redirect_dict = {  # type: ignore[attr-defined]
+            f"refused:{n}": 1 for n in range(HTTPRedirectHandler.max_redirections)
+        }
+        result: dict[str, Any] = super()._perform_urllib_http_request_internal(url, req)
+        return result
 
 
 @dataclass(frozen=True)
@@ -93,7 +118,7 @@ class SlackClient:
         web_client: WebClient | None = None,
     ) -> None:
         self._token = token
-        self._web = web_client or WebClient(token=token, base_url=base_url, timeout=timeout)
+        self._web = web_client or _StayingWebClient(token=token, base_url=base_url, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"SlackClient(base_url={self._web.base_url!r})"
@@ -190,6 +215,10 @@ class SlackClient:
                 f"{where}: {code or 'ratelimited'}, retry after {wait.total_seconds():.0f} s",
                 retry_after=wait,
             )
+        if 300 <= status < 400:
+            # Refused by _StayingWebClient: the token stays here; SLACK_API_URL is probably
+            # wrong. Retried, so nothing is lost while an admin fixes it.
+            return TransientError(f"{where}: a redirect, refused (check SLACK_API_URL)")
         if status >= 500 or code in TRANSIENT_ERRORS:
             return TransientError(
                 f"{where}: {code if code in TRANSIENT_ERRORS else 'server error'}"
