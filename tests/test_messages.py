@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from worker.notices import Notice, NoticeKind
 from worker.slack.messages import (
     MAX_BLOCKS,
+    MAX_MESSAGE_CHARS,
     MAX_SECTION_CHARS,
     as_plain_text,
     escape,
@@ -93,7 +94,11 @@ def test_a_long_list_stays_within_slack_limits_and_counts_the_rest() -> None:
     message = render_notices(notices)
     assert len(message.blocks) <= MAX_BLOCKS
     assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in message.blocks if "text" in b)
-    assert "and 80 more" in as_plain_text(message)
+    # The whole message stays under the size Slack refuses (msg_blocks_too_long near 13k).
+    assert len(str(message.blocks)) < MAX_MESSAGE_CHARS + 2000
+    listed = sum(1 for b in message.blocks[1:] if b["type"] == "section")
+    assert 0 < listed <= 40
+    assert f"and {120 - listed} more" in as_plain_text(message)
 
 
 def test_a_notice_survives_the_outbox_round_trip() -> None:
@@ -139,3 +144,16 @@ def test_two_hundred_leads_still_fit_one_digest_in_compact_lines() -> None:
     (message,) = render_digest(notices, at=DEADLINE)
     assert all(f"Lead {i:03d}" in str(message.blocks) for i in range(200))
     assert len(message.blocks) <= MAX_BLOCKS
+
+
+def test_a_runaway_lead_name_is_clipped_so_a_digest_stays_within_limits() -> None:
+    notices = [_notice(lead_id="huge", lead_name="H" * 5000, company="C" * 5000)]
+    notices += [_notice(lead_id=str(i), lead_name=f"Lead {i}") for i in range(300)]
+    for compact in (False, True):
+        chosen = notices if compact else notices[:2]
+        for message in render_digest(chosen, at=DEADLINE):
+            assert len(message.blocks) <= MAX_BLOCKS
+            assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in message.blocks[2:])
+            assert sum(len(str(b)) for b in message.blocks) < MAX_MESSAGE_CHARS + 1000
+    single = as_plain_text(render_notices(notices[:1]))
+    assert "H" * 149 + "…" in single and "H" * 151 not in single

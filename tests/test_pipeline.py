@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from tests.e2e.world import World, outbox_rows
@@ -186,7 +185,6 @@ def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
     world: World, ctx: Context, tmp_path: Path
 ) -> None:
     from tests.test_cli import run
-    from worker.errors import AuthError
 
     world.add_rep()
     world.add_lead(assigned_ago=timedelta(hours=2))
@@ -199,8 +197,7 @@ def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
             "category": "INVALID_AUTHENTICATION",
         },
     )
-    with pytest.raises(AuthError):
-        run_once(ctx)
+    assert "sync" in run_once(ctx)["failed"]  # type: ignore[operator]
     done = run("health", cwd=tmp_path, env=world.env())
     assert done.returncode == 1 and "crm: FAILING" in done.stdout
     run_once(ctx)  # the token works again: nothing was skipped

@@ -136,8 +136,8 @@ def test_two_senders_never_claim_the_same_row(sessions: sessionmaker[Session]) -
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as first, sessions() as second:
-        a = outbox.claim(first, "email:lena@example.com", NOW, lease)
-        b = outbox.claim(second, "email:lena@example.com", NOW, lease)
+        a = outbox.claim(first, "email:lena@example.com", NOW, lease, holder="a")
+        b = outbox.claim(second, "email:lena@example.com", NOW, lease, holder="b")
     assert len(a) == 5
     assert b == []
 
@@ -148,10 +148,10 @@ def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> N
         session.commit()
     lease = timedelta(minutes=2)
     with sessions() as session:
-        assert len(outbox.claim(session, "email:lena@example.com", NOW, lease)) == 1
+        assert len(outbox.claim(session, "email:lena@example.com", NOW, lease, holder="a")) == 1
         later = NOW + lease + timedelta(seconds=1)
         assert outbox.recipients_due(session, later) == ["email:lena@example.com"]
-        again = outbox.claim(session, "email:lena@example.com", later, lease)
+        again = outbox.claim(session, "email:lena@example.com", later, lease, holder="b")
         assert [r.attempts for r in again] == [2]
 
 

@@ -212,9 +212,14 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
             return EXIT_OK
         if undo_run:
             summary = recycle.run_undo(ctx, ctx.clock(), undo_run)
-            print(f"run {undo_run}: {summary.recycled} leads restored, {summary.failed} failed")
-            return EXIT_OK if summary.failed == 0 else EXIT_FAILED
-        summary = recycle.run(ctx, ctx.clock(), dry_run=dry_run)
+        else:
+            summary = recycle.run(ctx, ctx.clock(), dry_run=dry_run)
+    if summary.already_running:
+        print("another worker is recycling right now; nothing was changed, try again later")
+        return EXIT_FAILED
+    if undo_run:
+        print(f"run {undo_run}: {summary.recycled} leads restored, {summary.failed} failed")
+        return EXIT_OK if summary.failed == 0 else EXIT_FAILED
     verb = "would recycle" if dry_run else "recycled"
     for item in summary.items:
         changes = ", ".join(
@@ -268,6 +273,11 @@ def _run_once(settings: Settings, *, dry_run: bool) -> int:
             assert isinstance(post, Post)
             print(f"--- would send to {post.recipient} ---\n{post.message.text}\n")
     print(json.dumps(result, indent=2, default=str))
+    failed = result.get("failed")
+    if isinstance(failed, dict) and failed:
+        for stage, reason in failed.items():
+            print(f"error: {stage} failed: {reason}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

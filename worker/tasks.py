@@ -15,7 +15,7 @@ from celery.signals import worker_process_shutdown
 
 from worker.celery_app import app
 from worker.pipeline.context import Context, open_context
-from worker.pipeline.stages import run_stage
+from worker.pipeline.stages import StageFailed, run_stage
 from worker.settings import Settings
 
 _process = ExitStack()
@@ -51,7 +51,12 @@ def _stage_task(name: str, **options: Any) -> Any:
     """The Celery task ``worker.tasks.<name>``: run that stage now, return its summary."""
 
     def run_stage_now() -> dict[str, object]:
-        return run_stage(_ctx(), name, **options).as_dict()
+        summary = run_stage(_ctx(), name, **options)
+        failure = summary.failure()
+        if failure is not None:
+            # Celery records the task as failed (the work itself is kept for the next run).
+            raise StageFailed(f"{name}: {failure}")
+        return summary.as_dict()
 
     run_stage_now.__name__ = run_stage_now.__qualname__ = name
     return app.task(name=f"worker.tasks.{name}")(run_stage_now)

@@ -34,11 +34,12 @@ from worker.notices import OVERDUE, Notice, NoticeKind
 from worker.pipeline.context import Context
 from worker.pipeline.summary import DETAIL, Summary
 from worker.sla import RuleState
-from worker.slack.messages import SlackMessage, render_digest, render_notices
+from worker.slack.messages import SlackMessage, digest_parts, render_notices
 from worker.slack.pacing import ChannelPacer
 from worker.slack.sender import RecordingSender, SlackSender
 from worker.store import outbox, queries
 from worker.store.db import rolled_back, session_scope
+from worker.store.leases import new_holder
 from worker.store.models import OutboxRow
 from worker.store.outbox import Delivery
 
@@ -61,10 +62,7 @@ class Post:
     thread_ts: str | None = None
     #: Leads this message names for the first time: later updates reply in its thread.
     opens_threads_for: list[str] = field(default_factory=list)
-    #: False for all but the last part of a split digest: the rows count as sent only when
-    #: every part went out.
-    marks_sent: bool = True
-    #: Parts of one digest share this key; after a failed part the rest are not sent.
+    #: Parts of one digest share this key; after a failed part the rest wait with it.
     digest_key: int | None = None
     #: The most tries any of its rows has had (for the retry backoff).
     attempts: int = 1
@@ -83,6 +81,11 @@ class DeliverSummary(Summary):
     #: Every post Slack accepted, in order.
     posts: list[Post] = field(default_factory=list, metadata=DETAIL)
 
+    def failure(self) -> str | None:
+        if self.auth_failed:
+            return "Slack rejected the bot token: delivery paused, every notice kept"
+        return None
+
 
 @dataclass
 class Target:
@@ -96,7 +99,7 @@ class _Stop(Exception):
 
 def run(ctx: Context, now: datetime) -> DeliverSummary:
     """The stage: one delivery pass through the context's Slack client."""
-    return deliver(ctx.slack, ctx.sessions, ctx.agreement, now, pacer=ctx.pacer)
+    return deliver(ctx.slack, ctx.sessions, ctx.agreement, now, clock=ctx.clock, pacer=ctx.pacer)
 
 
 def preview(ctx: Context, now: datetime) -> list[Post]:
@@ -126,69 +129,165 @@ def deliver(
     now: datetime,
     *,
     lease_for: timedelta = LEASE_FOR,
+    clock: Callable[[], datetime] | None = None,
     pacer: ChannelPacer | None = None,
 ) -> DeliverSummary:
-    """One delivery pass (see the module docstring)."""
-    summary = DeliverSummary()
-    pacer = pacer or ChannelPacer()
-    group_wait = agreement.config.notifications.group_wait
-    with session_scope(sessions) as session:
-        recipients = outbox.recipients_due(session, now)
-    posts: list[Post] = []
-    try:
-        for recipient in recipients:
-            posts += _plan_recipient(
-                slack, sessions, agreement, recipient, now, lease_for, group_wait, summary
-            )
-        failed_digests: set[int] = set()
-        for post in pacer.order(posts):
-            if post.digest_key is not None and post.digest_key in failed_digests:
-                continue
-            if not _send(slack, sessions, agreement, post, now, summary) and post.digest_key:
-                failed_digests.add(post.digest_key)
-    except _Stop:
-        summary.auth_failed = True
-        claimed = [i for post in posts for i in post.row_ids]
-        with session_scope(sessions) as session:
-            summary.rows_retrying += outbox.release(session, claimed)
-    return summary
+    """One delivery pass (see the module docstring). ``clock`` tells the time while the pass
+    goes on (claims are renewed from it); ``now`` is the instant the pass judges due rows by."""
+    delivery = _DeliverPass(slack, sessions, agreement, now, lease_for, clock or (lambda: now))
+    delivery.run(pacer or ChannelPacer())
+    return delivery.summary
 
 
-def _plan_recipient(
-    slack: SlackSender,
-    sessions: Callable[[], Session],
-    agreement: Agreement,
-    recipient: str,
-    now: datetime,
-    lease_for: timedelta,
-    group_wait: timedelta,
-    summary: DeliverSummary,
-) -> list[Post]:
-    with session_scope(sessions) as session:
-        rows = outbox.claim(session, recipient, now, lease_for, group_wait)
-        rows = _without_superseded(session, rows, summary)
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
+class _DeliverPass:
+    """One pass's state: its holder name (every claim and transition is under it), its
+    clock, and its summary."""
+
+    def __init__(
+        self,
+        slack: SlackSender,
+        sessions: Callable[[], Session],
+        agreement: Agreement,
+        now: datetime,
+        lease_for: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.slack = slack
+        self.sessions = sessions
+        self.agreement = agreement
+        self.now = now
+        self.lease_for = lease_for
+        self.clock = clock
+        self.holder = new_holder()
+        self.summary = DeliverSummary()
+
+    def run(self, pacer: ChannelPacer) -> None:
+        with session_scope(self.sessions) as session:
+            recipients = outbox.recipients_due(session, self.now)
+        posts: list[Post] = []
         try:
-            target = _target_for(slack, session, agreement, recipient, now)
-        except AuthError as e:
-            # Record it and give the rows back in this transaction; the pass stops below,
-            # once the transaction is committed.
-            _auth_failed(session, e, now)
-            summary.rows_retrying += outbox.release(session, ids)
-        except TransientError as e:
-            summary.rows_retrying += outbox.reschedule(
-                session, ids, due_at=now + _retry_wait(e, _attempts(rows)), error=str(e)
-            )
-            return []
-        else:
-            if target is None:
-                _reroute(session, agreement, rows, "users_not_found", now, summary)
+            for recipient in recipients:
+                posts += self._plan_recipient(recipient)
+            failed_digests: dict[int, tuple[datetime, str]] = {}
+            for post in pacer.order(posts):
+                if post.digest_key in failed_digests:
+                    # A part of this digest failed: the later parts wait with it.
+                    due_at, error = failed_digests[post.digest_key]
+                    self._reschedule(post.row_ids, due_at, error)
+                    continue
+                failure = self._send(post)
+                if failure is not None and post.digest_key is not None:
+                    failed_digests[post.digest_key] = failure
+        except _Stop:
+            self.summary.auth_failed = True
+            claimed = [i for post in posts for i in post.row_ids]
+            with session_scope(self.sessions) as session:
+                self.summary.rows_retrying += outbox.release(session, claimed, self.holder)
+
+    def _plan_recipient(self, recipient: str) -> list[Post]:
+        summary, holder, now = self.summary, self.holder, self.now
+        group_wait = self.agreement.config.notifications.group_wait
+        with session_scope(self.sessions) as session:
+            rows = outbox.claim(session, recipient, now, self.lease_for, group_wait, holder=holder)
+            rows = _without_superseded(session, rows, holder, summary)
+            if not rows:
                 return []
-            rows = _hold_for_quiet_hours(session, agreement, rows, target, now, summary)
-            return _plan_posts(session, recipient, target, rows, now)
-    raise _Stop
+            ids = [r.id for r in rows]
+            try:
+                target = _target_for(self.slack, session, self.agreement, recipient, now)
+            except AuthError as e:
+                # Record it and give the rows back in this transaction; the pass stops below,
+                # once the transaction is committed.
+                _auth_failed(session, e, now)
+                summary.rows_retrying += outbox.release(session, ids, holder)
+            except TransientError as e:
+                due_at = now + _retry_wait(e, _attempts(rows))
+                summary.rows_retrying += outbox.reschedule(
+                    session, ids, holder, due_at=due_at, error=str(e)
+                )
+                return []
+            except PermanentError as e:
+                # users.lookupByEmail refused in a way we did not foresee (access_denied,
+                # invalid_arguments…): this recipient's notices go to the next recipient;
+                # everyone else's pass goes on.
+                _reroute(
+                    session, self.agreement, rows, holder, e.code or "lookup_failed", now, summary
+                )
+                return []
+            else:
+                if target is None:
+                    _reroute(session, self.agreement, rows, holder, "users_not_found", now, summary)
+                    return []
+                rows = _hold_for_quiet_hours(
+                    session, self.agreement, rows, holder, target, now, summary
+                )
+                return _plan_posts(session, recipient, target, rows, now)
+        raise _Stop
+
+    def _reschedule(self, ids: Sequence[int], due_at: datetime, error: str) -> None:
+        with session_scope(self.sessions) as session:
+            self.summary.rows_retrying += outbox.reschedule(
+                session, ids, self.holder, due_at=due_at, error=error
+            )
+
+    def _still_held(self, post: Post) -> bool:
+        """Renew the claim on the post's rows (a slow Slack can make a pass outlast its claims);
+        False when another pass took any of them over after this pass's claim ran out."""
+        with session_scope(self.sessions) as session:
+            until = self.clock() + self.lease_for
+            held = outbox.renew(session, post.row_ids, self.holder, until)
+        if held < len(post.row_ids):
+            log.warning(
+                "%d notices to %s were taken over by another deliver pass; this pass skips them",
+                len(post.row_ids) - held,
+                post.recipient,
+            )
+            return False
+        return True
+
+    def _send(self, post: Post) -> tuple[datetime, str] | None:
+        """Send one post and record the outcome on its rows; None when Slack accepted it,
+        else when its rows are due again and why."""
+        summary, holder, now = self.summary, self.holder, self.now
+        if not self._still_held(post):
+            return (now, "taken over by another pass")
+        try:
+            sent = self.slack.post_message(
+                post.channel,
+                post.message.text,
+                blocks=post.message.blocks,
+                thread_ts=post.thread_ts,
+            )
+        except AuthError as e:
+            with session_scope(self.sessions) as session:
+                _auth_failed(session, e, now)
+            raise _Stop from None
+        except TransientError as e:
+            log.warning("sending to %s failed (%s); will retry", post.recipient, e)
+            due_at = now + _retry_wait(e, post.attempts)
+            self._reschedule(post.row_ids, due_at, str(e))
+            return (due_at, str(e))
+        except PermanentError as e:
+            with session_scope(self.sessions) as session:
+                if e.code in CHANNEL_ERRORS:
+                    rows = outbox.rows_by_id(session, post.row_ids)
+                    _reroute(session, self.agreement, rows, holder, e.code or "", now, summary)
+                else:
+                    log.error("%d notices failed for good: %s", len(post.row_ids), e.code or e)
+                    error = f"{e.code}: {e}" if e.code else str(e)
+                    summary.rows_failed += outbox.fail(session, post.row_ids, holder, error)
+            return (now, str(e))
+        summary.messages += 1
+        summary.posts.append(post)
+        with session_scope(self.sessions) as session:
+            outbox.set_health(session, "slack", True, "", now)
+            summary.rows_sent += outbox.mark_sent(
+                session, post.row_ids, holder, channel=sent.channel, ts=sent.ts, now=now
+            )
+            outbox.remember_threads(
+                session, post.recipient, post.opens_threads_for, sent.channel, sent.ts, now
+            )
+        return None
 
 
 def _attempts(rows: Sequence[OutboxRow]) -> int:
@@ -223,21 +322,19 @@ def _report_posts(
 def _digest_posts(
     session: Session, recipient: str, target: Target, rows: list[OutboxRow], now: datetime
 ) -> list[Post]:
-    """One digest, in as many parts as Slack's limits need; the rows count as sent with the
-    last part."""
-    messages = render_digest(notices_of(rows, target.tz), at=now)
-    ids = [r.id for r in rows]
+    """One digest, in as many parts as Slack's limits need; each part carries the rows of the
+    leads it lists, so a part that fails never makes an earlier part go out again."""
+    parts = digest_parts(notices_of(rows, target.tz), at=now)
     return [
         Post(
             recipient,
             target.channel,
-            message,
-            ids,
-            marks_sent=number == len(messages),
-            digest_key=ids[0],
+            part.message,
+            [rows[i].id for i in part.carries],
+            digest_key=rows[0].id,
             attempts=_attempts(rows),
         )
-        for number, message in enumerate(messages, start=1)
+        for part in parts
     ]
 
 
@@ -301,61 +398,6 @@ def _plan_posts(
     return posts
 
 
-# -- sending --------------------------------------------------------------------------------
-
-
-def _send(
-    slack: SlackSender,
-    sessions: Callable[[], Session],
-    agreement: Agreement,
-    post: Post,
-    now: datetime,
-    summary: DeliverSummary,
-) -> bool:
-    """Send one post and record the outcome on its rows; True when Slack accepted it."""
-    try:
-        sent = slack.post_message(
-            post.channel,
-            post.message.text,
-            blocks=post.message.blocks,
-            thread_ts=post.thread_ts,
-        )
-    except AuthError as e:
-        with session_scope(sessions) as session:
-            _auth_failed(session, e, now)
-        raise _Stop from None
-    except TransientError as e:
-        log.warning("sending to %s failed (%s); will retry", post.recipient, e)
-        with session_scope(sessions) as session:
-            summary.rows_retrying += outbox.reschedule(
-                session, post.row_ids, due_at=now + _retry_wait(e, post.attempts), error=str(e)
-            )
-        return False
-    except PermanentError as e:
-        with session_scope(sessions) as session:
-            if e.code in CHANNEL_ERRORS:
-                rows = outbox.rows_by_id(session, post.row_ids)
-                _reroute(session, agreement, rows, e.code or "", now, summary)
-            else:
-                log.error("%d notices failed for good: %s", len(post.row_ids), e.code or e)
-                error = f"{e.code}: {e}" if e.code else str(e)
-                summary.rows_failed += outbox.fail(session, post.row_ids, error)
-        return False
-    summary.messages += 1
-    summary.posts.append(post)
-    with session_scope(sessions) as session:
-        outbox.set_health(session, "slack", True, "", now)
-        if not post.marks_sent:
-            return True
-        summary.rows_sent += outbox.mark_sent(
-            session, post.row_ids, channel=sent.channel, ts=sent.ts, now=now
-        )
-        outbox.remember_threads(
-            session, post.recipient, post.opens_threads_for, sent.channel, sent.ts, now
-        )
-    return True
-
-
 def _retry_wait(error: TransientError, attempts: int) -> timedelta:
     return error.retry_after or backoff(attempts)
 
@@ -388,7 +430,7 @@ _STILL_TRUE = {
 
 
 def _without_superseded(
-    session: Session, rows: list[OutboxRow], summary: DeliverSummary
+    session: Session, rows: list[OutboxRow], holder: str, summary: DeliverSummary
 ) -> list[OutboxRow]:
     """Drop the notices the lead outran while they waited (quiet hours, a weekend, a retry): a
     warning or an overdue notice for a rule that is met by now, and a "done, late" for a breach
@@ -412,7 +454,7 @@ def _without_superseded(
         stale.append(row)
     if stale:
         summary.rows_superseded += outbox.supersede(
-            session, [r.id for r in stale], "no longer true when it could be sent"
+            session, [r.id for r in stale], holder, "no longer true when it could be sent"
         )
     return [r for r in rows if r not in stale]
 
@@ -421,6 +463,7 @@ def _hold_for_quiet_hours(
     session: Session,
     agreement: Agreement,
     rows: list[OutboxRow],
+    holder: str,
     target: Target,
     now: datetime,
     summary: DeliverSummary,
@@ -439,7 +482,7 @@ def _hold_for_quiet_hours(
         if opening is None:
             sendable.append(row)
         else:
-            summary.rows_held += outbox.reschedule(session, [row.id], due_at=opening)
+            summary.rows_held += outbox.reschedule(session, [row.id], holder, due_at=opening)
     return sendable
 
 
@@ -461,6 +504,7 @@ def _reroute(
     session: Session,
     agreement: Agreement,
     rows: Sequence[OutboxRow],
+    holder: str,
     reason: str,
     now: datetime,
     summary: DeliverSummary,
@@ -477,13 +521,13 @@ def _reroute(
                 reason,
             )
             summary.rows_failed += outbox.fail(
-                session, [row.id], f"{reason}: no fallback recipient"
+                session, [row.id], holder, f"{reason}: no fallback recipient"
             )
             continue
         log.warning(
             "notice to %s undeliverable (%s): re-routed to %s", row.recipient, reason, fallback
         )
-        summary.rows_rerouted += outbox.reroute(session, row, fallback, reason, now)
+        summary.rows_rerouted += outbox.reroute(session, row, holder, fallback, reason, now)
 
 
 def _fallback_for(agreement: Agreement, row: OutboxRow) -> str | None:

@@ -30,6 +30,7 @@ from worker.pipeline.summary import DETAIL, Summary
 from worker.pipeline.timing import direct_due_at
 from worker.store import outbox
 from worker.store.db import session_scope
+from worker.store.leases import alone
 from worker.store.models import Lead, Owner, RecycleAudit, Touch, TouchLead
 from worker.store.outbox import Delivery, Envelope
 
@@ -59,6 +60,8 @@ class RecycleSummary(Summary):
     skipped: int = 0
     failed: int = 0
     waiting: int = 0  # due but over the per-run cap
+    #: Skipped: another worker is recycling (a lease, as for sync).
+    already_running: bool = False
     items: list[RecycleItem] = field(default_factory=list, metadata=DETAIL)
 
 
@@ -67,13 +70,29 @@ _Planned = dict[str, tuple[Lead, dict[str, str], dict[str, str]]]
 
 
 def run(ctx: Context, now: datetime, *, dry_run: bool = False) -> RecycleSummary:
-    """The stage: one recycle run against the context's CRM."""
-    return recycle(ctx.crm, ctx.sessions, ctx.agreement, now, dry_run=dry_run)
+    """The stage: one recycle run against the context's CRM, unless another worker is
+    recycling (two runs would each write and announce the same leads). A dry run writes
+    nothing and needs no lease."""
+    if dry_run:
+        return recycle(ctx.crm, ctx.sessions, ctx.agreement, now, dry_run=True)
+    return alone(
+        ctx.sessions,
+        "recycle",
+        ctx.clock,
+        lambda _: recycle(ctx.crm, ctx.sessions, ctx.agreement, now),
+        when_busy=lambda: RecycleSummary(new_run_id(now), False, already_running=True),
+    )
 
 
 def run_undo(ctx: Context, now: datetime, run_id: str) -> RecycleSummary:
-    """Write back the values recycle run ``run_id`` replaced."""
-    return undo(ctx.crm, ctx.sessions, run_id, now)
+    """Write back the values recycle run ``run_id`` replaced (under the recycle lease)."""
+    return alone(
+        ctx.sessions,
+        "recycle",
+        ctx.clock,
+        lambda _: undo(ctx.crm, ctx.sessions, run_id, now),
+        when_busy=lambda: RecycleSummary(run_id, False, already_running=True),
+    )
 
 
 def new_run_id(now: datetime) -> str:

@@ -7,14 +7,18 @@ stage, so a stage never reads the clock itself and a test controls time by its c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from worker.errors import ConfigError, SlaWorkerError
 from worker.pipeline import deliver, evaluate, prune, recycle, report, sync
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import Post
 from worker.pipeline.summary import Summary
+
+log = logging.getLogger(__name__)
 
 #: ``run(ctx, now, **options) -> Summary``.
 Stage = Callable[..., Summary]
@@ -43,15 +47,32 @@ def preview(ctx: Context) -> list[Post]:
     return deliver.preview(ctx, ctx.clock() + timedelta(days=1))
 
 
+class StageFailed(SlaWorkerError):
+    """A stage could not do its job this time; what it had to do is kept for its next run."""
+
+
 def run_once(ctx: Context, *, dry_run: bool = False) -> dict[str, object]:
-    """sync → evaluate → deliver, synchronously. A dry run reads the CRM and judges leads but
-    sends nothing and writes nothing to the CRM; it returns what would be sent."""
-    result: dict[str, object] = {
-        "sync": run_stage(ctx, "sync").as_dict(),
-        "evaluate": run_stage(ctx, "evaluate").as_dict(),
-    }
-    if dry_run:
-        result["would_send"] = preview(ctx)
-    else:
-        result["deliver"] = run_stage(ctx, "deliver").as_dict()
+    """sync → evaluate → deliver, synchronously. A stage that fails (the CRM down, a token
+    rejected) does not stop the others: leads already stored are still judged and their
+    notices still sent. ``failed`` maps each failed stage to its reason. A dry run reads the
+    CRM and judges leads but sends nothing and writes nothing to the CRM; it returns what
+    would be sent. A configuration error stops everything (an admin must act)."""
+    result: dict[str, object] = {}
+    failed: dict[str, str] = {}
+    for name in ONCE:
+        if dry_run and name == "deliver":
+            result["would_send"] = preview(ctx)
+            continue
+        try:
+            summary = run_stage(ctx, name)
+        except ConfigError:
+            raise
+        except SlaWorkerError as e:
+            log.error("%s failed: %s; the other stages go on", name, e)
+            failed[name] = str(e)
+            continue
+        result[name] = summary.as_dict()
+        if summary.failure() is not None:
+            failed[name] = str(summary.failure())
+    result["failed"] = failed
     return result

@@ -17,5 +17,9 @@ DETAIL = {"detail": True}
 class Summary:
     """Base of every stage's summary."""
 
+    def failure(self) -> str | None:
+        """Why the stage did not do its job (work is kept for the next run), or None."""
+        return None
+
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("detail")}

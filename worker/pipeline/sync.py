@@ -25,7 +25,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.summary import DETAIL, Summary
 from worker.store import mirror, outbox
 from worker.store.db import session_scope
-from worker.store.leases import Lease, LeaseLost
+from worker.store.leases import Lease, alone
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,13 @@ def run(ctx: Context, now: datetime) -> SyncSummary:
     """The stage: one sync pass, unless another worker runs one (a lease: each would spend the
     same CRM request budget on the same pages); whether the CRM accepted our credentials is
     kept for ``health``."""
-    with Lease(ctx.sessions, "sync", ctx.clock) as lease:
-        if not lease.held:
-            log.info("sync: another worker is running a sync; this pass is skipped")
-            return SyncSummary(already_running=True)
-        try:
-            return _sync_holding_lease(ctx, now, lease)
-        except LeaseLost as e:
-            log.warning("sync stopped after its last committed page: %s", e)
-            return SyncSummary(already_running=True)
+    return alone(
+        ctx.sessions,
+        "sync",
+        ctx.clock,
+        lambda lease: _sync_holding_lease(ctx, now, lease),
+        when_busy=lambda: SyncSummary(already_running=True),
+    )
 
 
 def _sync_holding_lease(ctx: Context, now: datetime, lease: Lease) -> SyncSummary:

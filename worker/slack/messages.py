@@ -35,6 +35,16 @@ _ICONS = {
 }
 
 
+#: CRM text (a name, a company) longer than this is cut in messages: one runaway value must not
+#: push a message over Slack's limits (a 5,000-character name once failed a 301-lead digest).
+MAX_CRM_TEXT = 150
+
+
+def clip(text: str, limit: int = MAX_CRM_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut (before escaping)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def escape(text: str) -> str:
     """Slack's mrkdwn escaping: only ``&``, ``<`` and ``>`` (api.slack.com/reference/surfaces/
     formatting#escaping). Control sequences like ``<!channel>`` become inert text."""
@@ -43,7 +53,7 @@ def escape(text: str) -> str:
 
 def _plain(text: str) -> str:
     """CRM text for the fallback ``text``: escaped too (Slack parses it as mrkdwn as well)."""
-    return escape(" ".join(text.split()))
+    return escape(clip(" ".join(text.split())))
 
 
 def format_local(at: datetime, timezone: str) -> str:
@@ -53,14 +63,14 @@ def format_local(at: datetime, timezone: str) -> str:
 
 
 def _lead_label(notice: Notice, *, link: bool) -> str:
-    name = escape(notice.lead_name)
+    name = escape(clip(notice.lead_name))
     if link and notice.record_url:
         # The URL comes from the admin's template and the CRM id; escape it all the same so
         # that a crafted id cannot close the link early.
         name = f"<{escape(notice.record_url)}|{name}>"
     label = f"*{name}*"
     if notice.company:
-        label += f" ({escape(notice.company)})"
+        label += f" ({escape(clip(notice.company))})"
     return label
 
 
@@ -95,11 +105,11 @@ def _line(notice: Notice) -> str:
     parts = [f"{icon} {_headline(notice)}: {_lead_label(notice, link=True)}"]
     facts = [_when(notice)]
     if notice.priority:
-        facts.append(f"priority {escape(notice.priority)}")
+        facts.append(f"priority {escape(clip(notice.priority))}")
     if notice.detail:
-        facts.append(escape(notice.detail))
+        facts.append(escape(clip(notice.detail, 2 * MAX_CRM_TEXT)))
     if notice.kind == NoticeKind.ESCALATION:
-        facts.append(f"owner {escape(notice.rep_name)}")
+        facts.append(f"owner {escape(clip(notice.rep_name))}")
     parts.append(" · ".join(facts))
     return "\n".join(parts)
 
@@ -147,7 +157,7 @@ def _undeliverable_note(notices: Sequence[Notice]) -> str | None:
 
 def _render_single(notice: Notice) -> SlackMessage:
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _line(notice)[:MAX_SECTION_CHARS]}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": _line(notice)}}
     ]
     note = _undeliverable_note([notice])
     if note:
@@ -166,7 +176,17 @@ def _render_single(notice: Notice) -> SlackMessage:
 
 
 def _render_list(notices: Sequence[Notice]) -> SlackMessage:
-    shown = notices[:MAX_LEADS_LISTED]
+    # As many leads as fit both the count and the size budget (Slack refuses a message whose
+    # blocks add up past ~13k characters); the rest are counted in a closing line.
+    lines_shown: list[str] = []
+    size = 0
+    for notice in notices[:MAX_LEADS_LISTED]:
+        line = _line(notice)
+        if lines_shown and size + len(line) > MAX_MESSAGE_CHARS - 1000:
+            break
+        lines_shown.append(line)
+        size += len(line)
+    shown = notices[: len(lines_shown)]
     counts = {
         "overdue": sum(1 for n in notices if n.kind in OVERDUE),
         "due soon": sum(1 for n in notices if n.kind == NoticeKind.WARNING),
@@ -181,13 +201,8 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     note = _undeliverable_note(notices)
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    for notice in shown:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": _line(notice)[:MAX_SECTION_CHARS]},
-            }
-        )
+    for line in lines_shown:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
     if len(notices) > len(shown):
         blocks.append(
             {
@@ -203,7 +218,21 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     return SlackMessage(text="\n".join(lines)[:MAX_TEXT_CHARS], blocks=blocks[:MAX_BLOCKS])
 
 
+@dataclass(frozen=True)
+class DigestPart:
+    """One message of a digest and the positions (in the notices given) of the notices it
+    lists: a part is delivered, and its notices count as sent, on its own."""
+
+    message: SlackMessage
+    carries: list[int]
+
+
 def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessage]:
+    """The digest's messages (see :func:`digest_parts`)."""
+    return [part.message for part in digest_parts(notices, at=at)]
+
+
+def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]:
     """A manager's digest: overdue leads grouped by rep, oldest deadline first, with counts
     per rule; split across as many messages as Slack's limits require, losing no lead.
 
@@ -213,10 +242,13 @@ def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessa
     if not notices:
         raise ValueError("nothing to render")
     timezone = notices[0].timezone
-    by_rep: dict[str, list[Notice]] = {}
-    for notice in sorted(notices, key=lambda n: (n.deadline_at, n.lead_name, n.lead_id)):
-        by_rep.setdefault(notice.rep_name, []).append(notice)
-    reps = sorted(by_rep, key=lambda rep: by_rep[rep][0].deadline_at)
+    by_rep: dict[str, list[tuple[int, Notice]]] = {}
+    ordered = sorted(
+        enumerate(notices), key=lambda p: (p[1].deadline_at, p[1].lead_name, p[1].lead_id)
+    )
+    for position, notice in ordered:
+        by_rep.setdefault(notice.rep_name, []).append((position, notice))
+    reps = sorted(by_rep, key=lambda rep: by_rep[rep][0][1].deadline_at)
     leads = len({n.lead_id for n in notices})
     per_rule: dict[str, int] = {}
     for notice in notices:
@@ -231,21 +263,21 @@ def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessa
     # with many overdue leads gets compact lines first, and parts only when even those
     # do not fit (then nothing is left out).
     sections = _digest_sections(reps, by_rep, _digest_line)
-    if sum(len(x) for x in sections) > MAX_MESSAGE_CHARS - 600:
+    if sum(len(text) for text, _ in sections) > MAX_MESSAGE_CHARS - 600:
         sections = _digest_sections(reps, by_rep, _compact_digest_line)
     note = _undeliverable_note(notices)
-    parts: list[list[str]] = [[]]
+    parts: list[list[tuple[str, list[int]]]] = [[]]
     size = 0
     budget_blocks = MAX_BLOCKS - 3  # title, counts and an optional note
-    for section in sections:
+    for text, carries in sections:
         if parts[-1] and (
-            len(parts[-1]) >= budget_blocks or size + len(section) > MAX_MESSAGE_CHARS - 600
+            len(parts[-1]) >= budget_blocks or size + len(text) > MAX_MESSAGE_CHARS - 600
         ):
             parts.append([])
             size = 0
-        parts[-1].append(section)
-        size += len(section)
-    messages = []
+        parts[-1].append((text, carries))
+        size += len(text)
+    rendered = []
     for number, part in enumerate(parts, start=1):
         suffix = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
         blocks: list[dict[str, Any]] = [
@@ -254,36 +286,43 @@ def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessa
         ]
         if note and number == 1:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in part]
-        messages.append(SlackMessage(text=f"{title}{suffix}.", blocks=blocks))
-    return messages
+        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t, _ in part]
+        message = SlackMessage(text=f"{title}{suffix}.", blocks=blocks)
+        rendered.append(DigestPart(message, [p for _, carries in part for p in carries]))
+    return rendered
 
 
 def _digest_sections(
-    reps: Sequence[str], by_rep: dict[str, list[Notice]], line_of: Callable[[Notice], str]
-) -> list[str]:
-    """Per rep a heading and one line per lead, cut into sections Slack accepts."""
-    sections: list[str] = []
+    reps: Sequence[str],
+    by_rep: dict[str, list[tuple[int, Notice]]],
+    line_of: Callable[[Notice], str],
+) -> list[tuple[str, list[int]]]:
+    """Per rep a heading and one line per lead, cut into sections Slack accepts; each section
+    with the positions of the notices it lists."""
+    sections: list[tuple[str, list[int]]] = []
     for rep in reps:
         items = by_rep[rep]
-        lines = [f"*{escape(rep)}*: {len(items)} overdue"]
+        heading = f"*{escape(clip(rep))}*"
+        lines = [f"{heading}: {len(items)} overdue"]
+        carries: list[int] = []
         size = len(lines[0])
-        for notice in items:
+        for position, notice in items:
             line = line_of(notice)
             if size + len(line) + 1 > MAX_SECTION_CHARS:
-                sections.append("\n".join(lines))
-                lines = [f"*{escape(rep)}* (continued)"]
+                sections.append(("\n".join(lines), carries))
+                lines, carries = [f"{heading} (continued)"], []
                 size = len(lines[0])
             lines.append(line)
+            carries.append(position)
             size += len(line) + 1
-        sections.append("\n".join(lines))
+        sections.append(("\n".join(lines), carries))
     return sections
 
 
 def _compact_digest_line(notice: Notice) -> str:
     local = notice.deadline_at.astimezone(ZoneInfo(notice.timezone))
     rule = _SHORT_RULES.get(notice.rule, notice.rule)
-    return f"• {escape(notice.lead_name)}: {rule} {local:%a %H:%M}"
+    return f"• {escape(clip(notice.lead_name))}: {rule} {local:%a %H:%M}"
 
 
 _SHORT_RULES = {
@@ -302,10 +341,10 @@ def _digest_line(notice: Notice) -> str:
         f"due {format_local(notice.deadline_at, notice.timezone)}",
     ]
     if notice.priority:
-        bits.append(escape(notice.priority))
+        bits.append(escape(clip(notice.priority)))
     if notice.detail:
-        bits.append(escape(notice.detail))
-    return " · ".join(bits)[: MAX_SECTION_CHARS - 200]
+        bits.append(escape(clip(notice.detail, 2 * MAX_CRM_TEXT)))
+    return " · ".join(bits)
 
 
 def as_plain_text(message: SlackMessage) -> str:

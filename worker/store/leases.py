@@ -9,12 +9,13 @@ holding it blocks the stage only until the lease runs out.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +23,9 @@ from sqlalchemy.orm import Session
 
 from worker.store.db import session_scope
 from worker.store.models import StageLease
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class LeaseLost(RuntimeError):
@@ -95,3 +99,24 @@ class Lease:
             with session_scope(self._sessions) as session:
                 give_back(session, self._name, self.holder)
             self.held = False
+
+
+def alone(
+    sessions: Callable[[], Session],
+    name: str,
+    clock: Callable[[], datetime],
+    work: Callable[[Lease], _T],
+    *,
+    when_busy: Callable[[], _T],
+) -> _T:
+    """Run ``work(lease)`` holding the lease ``name``; ``when_busy()`` when another worker holds
+    it, or took it over while ``work`` renewed it (work stops at its last committed step)."""
+    with Lease(sessions, name, clock) as lease:
+        if not lease.held:
+            log.info("%s: another worker is running it; this run is skipped", name)
+            return when_busy()
+        try:
+            return work(lease)
+        except LeaseLost as e:
+            log.warning("%s stopped after its last committed step: %s", name, e)
+            return when_busy()

@@ -227,6 +227,8 @@ class OutboxRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     leased_until: Mapped[datetime | None]
+    #: The deliver pass that holds the claim (``leases.new_holder()``); None when unclaimed.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     slack_channel: Mapped[str | None] = mapped_column(String(64))

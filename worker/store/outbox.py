@@ -1,11 +1,13 @@
 """The outbox owns its rows: one way in (:func:`enqueue`), named transitions for every change of
 status, the Slack user cache and the thread memory.
 
-A stage hands the outbox :class:`Envelope` s; deliver claims rows per recipient and moves each
-claimed row on with exactly one transition (:func:`mark_sent`, :func:`reschedule`,
-:func:`release`, :func:`supersede`, :func:`reroute`, :func:`fail`). Each transition is one
-conditional UPDATE that touches only rows still claimed (``sending``) and sets every other field
-of the row consistently, so no stage writes an outbox field by hand. Inserts ignore a known dedup
+A stage hands the outbox :class:`Envelope` s; a deliver pass claims rows per recipient under its
+holder name and moves each claimed row on with exactly one transition (:func:`mark_sent`,
+:func:`reschedule`, :func:`release`, :func:`supersede`, :func:`reroute`, :func:`fail`), renewing
+its claims while it works (:func:`renew`). Each transition is one conditional UPDATE that touches
+only rows this holder still holds and sets every other field of the row consistently, so no
+stage writes an outbox field by hand, and a pass whose claim ran out and was taken over can
+change nothing. Inserts ignore a known dedup
 key; claims are conditional updates whose row count says who won, so two senders never hold the
 same row (healthchecks' ``Notification`` claim). No rendering and no Slack calls here.
 """
@@ -133,6 +135,8 @@ def claim(
     now: datetime,
     lease_for: timedelta,
     group_wait: timedelta = timedelta(0),
+    *,
+    holder: str,
 ) -> list[OutboxRow]:
     """Lease every sendable row of one recipient; a row another sender holds is skipped.
 
@@ -147,6 +151,7 @@ def claim(
         .values(
             status=Status.SENDING,
             leased_until=now + lease_for,
+            claimed_by=holder,
             attempts=OutboxRow.attempts + 1,
         )
         .returning(OutboxRow.id)
@@ -166,24 +171,55 @@ def rows_by_id(session: Session, ids: Sequence[int]) -> list[OutboxRow]:
 # -- transitions of claimed rows ------------------------------------------------------------
 
 
-def _move(session: Session, ids: Sequence[int], **values: Any) -> int:
-    """Set ``values`` on the rows among ``ids`` still claimed; the lease ends with the claim."""
+def _held(ids: Sequence[int], holder: str) -> Any:
+    return (
+        OutboxRow.id.in_(ids),
+        OutboxRow.status == Status.SENDING,
+        OutboxRow.claimed_by == holder,
+    )
+
+
+def renew(session: Session, ids: Sequence[int], holder: str, until: datetime) -> int:
+    """Extend this holder's claim on ``ids`` to ``until``; returns how many it still held (a
+    claim that ran out and was taken over by another pass is not renewed)."""
     if not ids:
         return 0
     result = session.execute(
         update(OutboxRow)
-        .where(OutboxRow.id.in_(ids), OutboxRow.status == Status.SENDING)
-        .values(leased_until=None, **values)
+        .where(*_held(ids, holder))
+        .values(leased_until=until)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def mark_sent(session: Session, ids: Sequence[int], *, channel: str, ts: str, now: datetime) -> int:
+def _move(session: Session, ids: Sequence[int], holder: str, **values: Any) -> int:
+    """Set ``values`` on the rows among ``ids`` this holder still holds; the claim ends."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboxRow)
+        .where(*_held(ids, holder))
+        .values(leased_until=None, claimed_by=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_sent(
+    session: Session,
+    ids: Sequence[int],
+    holder: str,
+    *,
+    channel: str,
+    ts: str,
+    now: datetime,
+) -> int:
     """Slack accepted the message carrying these rows (at ``ts`` in ``channel``)."""
     return _move(
         session,
         ids,
+        holder,
         status=Status.SENT,
         sent_at=now,
         last_error=None,
@@ -193,35 +229,41 @@ def mark_sent(session: Session, ids: Sequence[int], *, channel: str, ts: str, no
 
 
 def reschedule(
-    session: Session, ids: Sequence[int], *, due_at: datetime, error: str | None = None
+    session: Session,
+    ids: Sequence[int],
+    holder: str,
+    *,
+    due_at: datetime,
+    error: str | None = None,
 ) -> int:
     """Back to pending until ``due_at``: a retry after ``error``, or (no error) a hold until
     the recipient's working hours."""
-    return _move(session, ids, status=Status.PENDING, due_at=due_at, last_error=error)
+    return _move(session, ids, holder, status=Status.PENDING, due_at=due_at, last_error=error)
 
 
-def release(session: Session, ids: Sequence[int]) -> int:
-    """Give back rows this sender claimed and did not send: pending again, due as before."""
-    return _move(session, ids, status=Status.PENDING)
+def release(session: Session, ids: Sequence[int], holder: str) -> int:
+    """Give back rows this holder claimed and did not send: pending again, due as before."""
+    return _move(session, ids, holder, status=Status.PENDING)
 
 
-def supersede(session: Session, ids: Sequence[int], reason: str) -> int:
+def supersede(session: Session, ids: Sequence[int], holder: str, reason: str) -> int:
     """The news is no longer true: never sent, with the reason kept."""
-    return _move(session, ids, status=Status.SUPERSEDED, last_error=reason)
+    return _move(session, ids, holder, status=Status.SUPERSEDED, last_error=reason)
 
 
-def fail(session: Session, ids: Sequence[int], error: str) -> int:
+def fail(session: Session, ids: Sequence[int], holder: str, error: str) -> int:
     """Undeliverable and nobody to fall back to: failed for good, with the error kept."""
-    return _move(session, ids, status=Status.FAILED, last_error=error)
+    return _move(session, ids, holder, status=Status.FAILED, last_error=error)
 
 
-def reroute(session: Session, row: OutboxRow, to: str, reason: str, now: datetime) -> int:
+def reroute(
+    session: Session, row: OutboxRow, holder: str, to: str, reason: str, now: datetime
+) -> int:
     """Hand one claimed row to the next recipient ``to``: the row is marked rerouted with the
     reason, and a copy for ``to`` is enqueued, due now, its payload saying whom it could not
-    reach and why. Returns 1 when the row was still ours to reroute."""
-    if not _move(
-        session, [row.id], status=Status.REROUTED, last_error=f"{reason}: sent to {to} instead"
-    ):
+    reach and why. Returns 1 when the row was still this holder's to reroute."""
+    error = f"{reason}: sent to {to} instead"
+    if not _move(session, [row.id], holder, status=Status.REROUTED, last_error=error):
         return 0
     payload = {
         **row.payload,
