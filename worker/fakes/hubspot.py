@@ -271,6 +271,8 @@ class _Failure:
     path_contains: str
     headers: dict[str, str]
     malformed: bool
+    #: Matching requests to let through before failing (a fault between two calls).
+    skip: int = 0
 
 
 @dataclass
@@ -602,12 +604,14 @@ class FakeHubSpot(FakeServer):
         path_contains: str = "",
         headers: dict[str, str] | None = None,
         malformed: bool = False,
+        skip: int = 0,
     ) -> None:
         """The next ``n`` authenticated requests whose path contains ``path_contains`` get this
-        response; ``malformed`` sends an invalid JSON body with status 200 instead."""
+        response, after ``skip`` of them went through; ``malformed`` sends an invalid JSON body
+        with status 200 instead."""
         with self.lock:
             self._failures.append(
-                _Failure(n, status, body, path_contains, dict(headers or {}), malformed)
+                _Failure(n, status, body, path_contains, dict(headers or {}), malformed, skip)
             )
 
     # -- request pipeline ----------------------------------------------------------------------
@@ -647,6 +651,9 @@ class FakeHubSpot(FakeServer):
     def _take_failure(self, path: str) -> Response | None:
         for failure in self._failures:
             if failure.remaining > 0 and failure.path_contains in path:
+                if failure.skip > 0:
+                    failure.skip -= 1
+                    continue
                 failure.remaining -= 1
                 if failure.malformed:
                     return Response(200, raw=b'{"results": [{"id": ', headers=failure.headers)

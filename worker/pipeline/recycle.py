@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from worker.config import Agreement, RecycleConfig
@@ -115,7 +115,7 @@ def recycle(
     eligible, owners = _eligible_leads(sessions, config, now, summary)
     if not eligible:
         return summary
-    planned = _plan_writes(crm, config, eligible, owners, summary)
+    planned = _plan_writes(crm, sessions, config, eligible, owners, summary)
     if dry_run:
         for lead, before, after in planned.values():
             summary.items.append(_item(lead, owners, before, after, "would recycle"))
@@ -178,6 +178,7 @@ def _eligible_leads(
 
 def _plan_writes(
     crm: CrmClient,
+    sessions: Callable[[], Session],
     config: RecycleConfig,
     eligible: list[Lead],
     owners: Mapping[str, Owner],
@@ -188,6 +189,7 @@ def _plan_writes(
     ids = [lead.id for lead in eligible]
     fresh = crm.get_leads(ids)
     with_open_deals = crm.leads_with_open_deals(ids)
+    unfinished = _unfinished_writes(sessions, ids)
     planned: _Planned = {}
     for lead in eligible:
         current = fresh.get(lead.id)
@@ -204,9 +206,26 @@ def _plan_writes(
             summary.items.append(_item(lead, owners, {}, {}, f"skipped: {skip}"))
             continue
         after = _properties_to_write(config, lead.recycle_reason or "")
-        before = {name: _current_value(current, name) for name in after}
+        # After a run that stopped between HubSpot's "clear" and "set" batches the CRM holds
+        # half-written values (an empty lifecycle stage): the true before-state is that run's.
+        earlier = unfinished.get(lead.id, {})
+        before = {name: earlier.get(name, _current_value(current, name)) for name in after}
         planned[lead.id] = (lead, before, after)
     return planned
+
+
+def _unfinished_writes(
+    sessions: Callable[[], Session], lead_ids: list[str]
+) -> dict[str, dict[str, str]]:
+    """Lead id → the before-state an earlier run recorded and never finished writing (its
+    audit is still ``writing``: the run stopped mid-write)."""
+    with session_scope(sessions) as session:
+        audits = session.scalars(
+            select(RecycleAudit)
+            .where(RecycleAudit.lead_id.in_(lead_ids), RecycleAudit.outcome == "writing")
+            .order_by(RecycleAudit.at.desc(), RecycleAudit.id.desc())
+        ).all()
+        return {audit.lead_id: dict(audit.before) for audit in audits}
 
 
 def _record_outcomes(
@@ -307,8 +326,14 @@ def _audit(
     now: datetime,
 ) -> None:
     """Record every write before it is made: a crash mid-run leaves rows in ``writing``,
-    which undo treats as written."""
+    which undo treats as written. An earlier unfinished write of the same lead is taken over
+    by this one (its before-state was carried over), so no undo restores it twice."""
     with session_scope(sessions) as session:
+        session.execute(
+            update(RecycleAudit)
+            .where(RecycleAudit.lead_id.in_(list(planned)), RecycleAudit.outcome == "writing")
+            .values(outcome="replaced", detail=f"finished by run {run_id}")
+        )
         for lead_id, (lead, before, after) in planned.items():
             session.add(
                 RecycleAudit(
