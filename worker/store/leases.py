@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from worker.store.db import session_scope
@@ -66,6 +68,14 @@ def give_back(session: Session, name: str, holder: str) -> None:
     )
 
 
+#: How long a lease lasts unless renewed: a stage renews it at every step (a sync page takes
+#: seconds), so a worker that dies holding it blocks the stage for this long at most.
+LEASE_TTL = timedelta(minutes=3)
+#: Seconds between tries to give a lease back while the database is unreachable (about half
+#: a minute in all); after that the lease runs out by itself.
+RELEASE_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
 class Lease:
     """``with Lease(...) as lease:`` → ``lease.held``; call ``lease.renew()`` as work goes on."""
 
@@ -74,12 +84,15 @@ class Lease:
         sessions: Callable[[], Session],
         name: str,
         clock: Callable[[], datetime],
-        ttl: timedelta = timedelta(minutes=10),
+        ttl: timedelta = LEASE_TTL,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._sessions = sessions
         self._name = name
         self._clock = clock
         self._ttl = ttl
+        self._sleep = sleep
         self.holder = new_holder()
         self.held = False
 
@@ -96,9 +109,31 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         if self.held:
-            with session_scope(self._sessions) as session:
-                give_back(session, self._name, self.holder)
             self.held = False
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """Give the lease back, retrying while the database is unreachable (the stage may have
+        failed for that very reason): a live worker must not block the stage for a whole TTL
+        because of a short outage. Never raises: the lease runs out by itself at worst."""
+        for wait in (*RELEASE_WAITS, None):
+            try:
+                with session_scope(self._sessions) as session:
+                    give_back(session, self._name, self.holder)
+                return
+            except (OperationalError, InterfaceError) as e:
+                if wait is None:
+                    log.error(
+                        "%s: could not give the lease back (%s); it runs out within %s",
+                        self._name,
+                        type(e.orig).__name__,
+                        self._ttl,
+                    )
+                    return
+                log.warning(
+                    "%s: database unreachable, giving the lease back in %ss", self._name, wait
+                )
+                self._sleep(wait)
 
 
 def alone(
