@@ -187,3 +187,27 @@ def test_an_owner_change_restarts_the_first_touch_clock(world: World) -> None:
             assert after.deadline_at == world.clock.now + timedelta(hours=1)
             assert after.state == "pending"
         assert world.slack.dms_to("U0JONAS") == []  # the new owner is not blamed
+
+
+def test_after_a_bulk_edit_a_quiet_portal_costs_a_quiet_sync(
+    fake: FakeHubSpot, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    ids = []
+    for i in range(60):  # a bulk edit: 60 contacts changed within a minute
+        ids.append(fake.upsert_contact(firstname=f"bulk{i}"))
+        clock.advance(seconds=1)
+    searches = []
+    for _ in range(4):  # a sync every ten minutes, nothing changes in the CRM
+        before = len(_contact_searches(fake))
+        _sync(fake, sessions, clock)
+        searches.append(len(_contact_searches(fake)) - before)
+        clock.advance(minutes=10)
+    assert set(_leads(sessions)) == set(ids)
+    # The first pass reads the edit (page size 10); a pass within the overlap of it reads it
+    # again at most once; from then on each pass is a single empty search.
+    assert searches[0] >= 6
+    assert searches[2:] == [1, 1]
+    # A record changed later is still found: the cursor never skips.
+    late = fake.upsert_contact(firstname="late")
+    _sync(fake, sessions, clock)
+    assert late in _leads(sessions)

@@ -155,13 +155,17 @@ def _sync_stream(
 ) -> None:
     """Page through one stream from its cursor, committing each page with the cursor.
 
-    The pass starts ``overlap`` before the stored cursor (search indexes lag: a record modified
-    just before the cursor may have become searchable only after the last pass read past it)
-    and ends on a page after which nothing is left (``Page.resume`` is None).
+    Search indexes lag (a record modified just before the cursor may become searchable only
+    after a pass read past it), so a pass re-reads ``overlap`` — but only where it matters: a
+    pass that ended at ``now`` has seen every change before ``now - overlap`` ("settled"), and
+    the next pass starts there, or strictly after the newest change stored when that is older.
+    So after a bulk edit the edited records are read again at most once, and a quiet portal
+    costs a quiet sync. A pass ends on a page after which nothing is left (``Page.resume``).
     """
     with session_scope(sessions) as session:
-        stored = mirror.cursor_at(session, name)
-    start = SearchFrom(max(EPOCH, stored - overlap) if stored else EPOCH)
+        start = _start_of_pass(
+            mirror.cursor_at(session, name), mirror.settled_at(session, name), overlap
+        )
     pages = 0
     while True:
         page = fetch(start)
@@ -175,9 +179,24 @@ def _sync_stream(
                 mirror.advance_cursor(session, name, newest, now)
         heartbeat()
         if page.resume is None:
+            with session_scope(sessions) as session:
+                mirror.settle_cursor(session, name, now - overlap, now)
             summary.by_stream[name] = pages
             return
         if page.resume == start:
             # Cannot happen with a CRM that honours the filters; never loop forever on one.
             raise PermanentError(f"sync {name}: the search did not move past {start}")
         start = page.resume
+
+
+def _start_of_pass(
+    newest: datetime | None, settled: datetime | None, overlap: timedelta
+) -> SearchFrom:
+    """Where a pass starts reading (see :func:`_sync_stream`)."""
+    if newest is None:
+        return SearchFrom(EPOCH)
+    if settled is None:  # no pass has ended since this cursor was written
+        return SearchFrom(max(EPOCH, newest - overlap))
+    if newest < settled:  # every change at or before the newest stored one has been read
+        return SearchFrom(newest, strictly_after=True)
+    return SearchFrom(settled)

@@ -76,6 +76,19 @@ def cursor_at(session: Session, name: str) -> datetime | None:
     return row.modified_at if row else None
 
 
+def settled_at(session: Session, name: str) -> datetime | None:
+    row = session.get(SyncCursor, name)
+    return row.settled_at if row else None
+
+
+def settle_cursor(session: Session, name: str, settled: datetime, now: datetime) -> None:
+    """Every change before ``settled`` has been read; forward only."""
+    row = session.get(SyncCursor, name)
+    if row is not None and (row.settled_at is None or settled > row.settled_at):
+        row.settled_at = settled
+        row.updated_at = now
+
+
 def advance_cursor(session: Session, name: str, modified_at: datetime, now: datetime) -> None:
     """Move the cursor forward only: an overlapping older run can never move it back."""
     row = session.get(SyncCursor, name)

@@ -179,6 +179,9 @@ class SyncCursor(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     modified_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: Every change before this instant has been read (a whole pass ended after it plus the
+    #: search index lag): the next pass need not read before it again.
+    settled_at: Mapped[datetime | None]
 
 
 class Finding(Base):
