@@ -159,6 +159,12 @@ def _evaluate_one(
     """Judge one lead: its findings are updated in place; returns the notices it causes."""
     row = bundle.lead
     _track_completeness(row, agreement)
+    if _owner_not_synced_yet(bundle, now):
+        # Sync reads owners before leads, so a lead assigned to a rep added meanwhile can be
+        # stored before its owner. Judged now, its reminder would go to the manager in the
+        # rep's place; it waits (dirty) for the next sync to bring the owner in.
+        summary.skipped += 1
+        return []
     try:
         judged = evaluate_bundle(bundle, agreement, now)
     except (ValueError, TypeError) as e:
@@ -202,6 +208,17 @@ def _evaluate_one(
     row.next_check_at = evaluation.next_check_at
     row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
     return envelopes
+
+
+#: How long a lead waits for its owner to be synced before it is judged without one (the
+#: owner's notices then go to the team's manager): an owner that never appears is not a race.
+OWNER_GRACE = timedelta(minutes=15)
+
+
+def _owner_not_synced_yet(bundle: queries.LeadBundle, now: datetime) -> bool:
+    row = bundle.lead
+    recent = now - row.modified_at < OWNER_GRACE  # the assignment is a CRM change
+    return row.owner_id is not None and bundle.owner is None and not row.archived and recent
 
 
 def _scheduled(

@@ -1,0 +1,114 @@
+"""Redis restarted under a running Celery worker (issue 14, row 11): the worker survives,
+reconnects and goes on delivering; nothing is lost or sent twice. The test runs its own Redis
+on a free port, so the shared one is never stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.e2e.world import RealClock, World, make_world
+from tests.test_integration_celery import BIN, Service, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OwnRedis:
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until("redis answers", self._answers, timeout=20)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed; under CI=true this is a failure")
+        pytest.skip("redis-server is not installed")
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
+    yield from make_world(tmp_path, postgres_url, send_resolved=False, clock=RealClock())
+
+
+def test_a_worker_survives_a_redis_restart_and_goes_on_delivering(
+    world: World, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        **world.env(),
+        "BROKER_URL": f"redis://127.0.0.1:{own_redis.port}/0",
+        "SLA_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
+    }
+    migrate = subprocess.run(
+        [str(BIN / "sla-worker"), "db", "upgrade"], env=env, capture_output=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    world.add_rep("101", "Lena Fischer", "U0LENA")
+    world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
+    beat, worker = Service("beat", env, tmp_path), Service("worker", env, tmp_path)
+    beat.start()
+    worker.start()
+    try:
+        wait_until("the first DM", lambda: len(world.slack.dms_to("U0LENA")) == 1)
+        for _ in range(3):  # restarted while tasks are queued and in flight (ticks every 1 s)
+            own_redis.stop()
+            own_redis.start()
+            wait_until("the worker reconnects", lambda: worker.count("Connected to redis") >= 2)
+        assert worker.process is not None and worker.process.poll() is None, worker.log.read_text()
+        world.add_rep("102", "Jonas Weber", "U0JONAS")
+        world.add_lead(owner_id="102", assigned_ago=timedelta(hours=2), name="Tobias Klein")
+        wait_until("a DM after the restarts", lambda: len(world.slack.messages) >= 2)
+        sent = [m.user_id for m in world.slack.messages]
+        assert sorted(sent) == ["U0JONAS", "U0LENA"], sent  # nothing lost, nothing twice
+        assert "Unrecoverable error" not in worker.log.read_text()
+    finally:
+        worker.kill(signal.SIGTERM)
+        beat.kill(signal.SIGTERM)
