@@ -211,3 +211,10 @@ def test_the_crm_is_asked_for_every_property_the_config_reads_or_writes() -> Non
         "nurture_track",
         "sla_recycle_reason",
     )
+
+
+def test_a_cron_line_beat_cannot_run_is_refused_with_its_key() -> None:
+    for line in ("99 99 * * 1-9", "0 7 * * 1-9", "61 * * * *"):
+        errors = errors_of(minimal(recycle={"schedule": line}))
+        assert "recycle.schedule" in errors and line in errors
+    parse_config(minimal(recycle={"schedule": "0 7 * * 1-5"}))  # a good one passes

@@ -15,10 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery
-from celery.schedules import crontab
 
 from worker.config import load_config
-from worker.durations import parse_wall_duration
+from worker.schedules import parse_schedule
 from worker.settings import Settings
 
 TASKS = ("sync", "evaluate", "deliver")
@@ -54,12 +53,12 @@ def celery_config(settings: Settings) -> dict[str, object]:
     if config.recycle is not None:
         schedule["recycle"] = {
             "task": "worker.tasks.recycle",
-            "schedule": _schedule(config.recycle.schedule),
+            "schedule": parse_schedule(config.recycle.schedule),
         }
     if config.marketing is not None:
         schedule["report"] = {
             "task": "worker.tasks.report",
-            "schedule": _schedule(config.marketing.schedule),
+            "schedule": parse_schedule(config.marketing.schedule),
         }
     return dict(
         broker_url=settings.broker_url,
@@ -78,15 +77,6 @@ def celery_config(settings: Settings) -> dict[str, object]:
         timezone="UTC",
         enable_utc=True,
     )
-
-
-def _schedule(text: str) -> float | crontab:
-    """``"1d"`` → seconds; ``"0 7 * * 1-5"`` → a crontab (UTC, the app's time zone)."""
-    fields = text.split()
-    if len(fields) == 5:
-        minute, hour, day_of_month, month_of_year, day_of_week = fields
-        return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
-    return parse_wall_duration(text).total_seconds()
 
 
 class _LazyConfig:

@@ -34,6 +34,7 @@ from pydantic import (
 
 from worker.durations import parse_duration_parts, parse_wall_duration
 from worker.errors import ConfigError
+from worker.schedules import parse_schedule
 from worker.sla import (
     BusinessCalendar,
     BusinessSpan,
@@ -70,14 +71,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _check_schedule(value: str) -> str:
-    if len(value.split()) == 5:
-        return value
-    try:
-        parse_wall_duration(value)
-    except ValueError:
-        raise ValueError(
-            f'"{value}" is neither a duration like 1d nor a cron line like "0 7 * * 1-5"'
-        ) from None
+    parse_schedule(value)  # what beat will run: a line it cannot run is refused here
     return value
 
 
