@@ -218,3 +218,8 @@ def test_a_cron_line_beat_cannot_run_is_refused_with_its_key() -> None:
         errors = errors_of(minimal(recycle={"schedule": line}))
         assert "recycle.schedule" in errors and line in errors
     parse_config(minimal(recycle={"schedule": "0 7 * * 1-5"}))  # a good one passes
+
+
+def test_a_crm_provider_that_is_not_built_is_refused_with_its_key() -> None:
+    errors = errors_of(minimal(crm={"provider": "salesforce"}))
+    assert 'crm.provider: "salesforce" is not supported yet' in errors

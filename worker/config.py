@@ -110,8 +110,22 @@ class RateLimitConfig(_Strict):
     search_per_s: PositiveInt = 4
 
 
+#: The CRM clients this version has (``worker/crm/``): a provider without one is a config error.
+BUILT_PROVIDERS = ("hubspot",)
+
+
 class CrmConfig(_Strict):
-    provider: Literal["hubspot", "salesforce"] = "hubspot"
+    provider: str = "hubspot"
+
+    @field_validator("provider")
+    @classmethod
+    def _built(cls, value: str) -> str:
+        if value not in BUILT_PROVIDERS:
+            raise ValueError(
+                f'"{value}" is not supported yet: this version reads {", ".join(BUILT_PROVIDERS)}'
+            )
+        return value
+
     object: str = "contacts"
     priority_property: str = "hs_lead_priority"
     status_property: str = "hs_lead_status"

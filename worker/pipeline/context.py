@@ -74,9 +74,7 @@ def open_context(
 
 
 def make_crm_client(settings: Settings, agreement: Agreement) -> CrmClient:
-    crm = agreement.config.crm
-    if crm.provider != "hubspot":
-        raise ConfigError(f'crm.provider: "{crm.provider}" is not supported yet (use hubspot)')
+    crm = agreement.config.crm  # config.CrmConfig admits built providers only: HubSpot
     if not settings.hubspot_token:
         raise ConfigError("HUBSPOT_TOKEN is not set: the worker cannot read the CRM")
     from worker.crm.hubspot import HubSpotClient, HubSpotFieldMap
