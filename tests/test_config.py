@@ -1,4 +1,4 @@
-"""Config validation: every mistake named by its key path, and the ruleset it builds."""
+"""Config validation: every mistake named by its key path, and the agreement it builds."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "policies[0].warn_before" in message
 
 
-def test_the_ruleset_builds_engine_objects() -> None:
+def test_the_agreement_builds_engine_objects() -> None:
     agreement = Agreement(load_config(ROOT / "config/sla.yaml"))
     assert [p.name for p in agreement.policies] == ["hot", "warm", "default"]
     assert agreement.policies[0].match.priorities == frozenset({"HIGH"})

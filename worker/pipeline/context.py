@@ -1,4 +1,4 @@
-"""The composition root: settings + ruleset + database + the two clients, opened in one place.
+"""The composition root: settings + agreement + database + the two clients, opened in one place.
 
 ``with open_context(settings) as ctx:`` is how every CLI command, every Celery task (once per
 worker process), the demo and the tests get what the stages need. Only this module knows which

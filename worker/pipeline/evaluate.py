@@ -31,6 +31,7 @@ from worker.sla import (
 )
 from worker.store import models, outbox, queries
 from worker.store.db import session_scope
+from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvaluateSummary(Summary):
+    #: Skipped: another worker is evaluating (a lease, as for sync).
+    already_running: bool = False
     leads: int = 0
     skipped: int = 0
     notifications: int = 0
@@ -45,8 +48,15 @@ class EvaluateSummary(Summary):
 
 
 def run(ctx: Context, now: datetime) -> EvaluateSummary:
-    """The stage: judge every due lead under the context's ruleset."""
-    return evaluate(ctx.agreement, ctx.sessions, now)
+    """The stage: judge every due lead under the context's agreement, unless another worker
+    is evaluating (two passes at once would race to write the same findings)."""
+    return alone(
+        ctx.sessions,
+        "evaluate",
+        ctx.clock,
+        lambda lease: evaluate(ctx.agreement, ctx.sessions, now, heartbeat=lease.renew),
+        when_busy=lambda: EvaluateSummary(already_running=True),
+    )
 
 
 def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
@@ -124,13 +134,17 @@ def evaluate(
     now: datetime,
     *,
     batch_size: int = 500,
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> EvaluateSummary:
-    """Evaluate every due lead, batch by batch, each batch one transaction."""
+    """Evaluate every due lead, batch by batch, each batch one transaction; ``heartbeat``
+    after each (the caller renews its lease there)."""
     summary = EvaluateSummary()
     record_url = agreement.config.crm.record_url
+    last: str | None = None
     while True:
+        heartbeat()
         with session_scope(sessions) as session:
-            ids = queries.due_lead_ids(session, now, batch_size)
+            ids = queries.due_lead_ids(session, now, batch_size, after=last)
             if not ids:
                 return summary
             # One query for the batch's findings and one insert for its notices: per-lead round
@@ -145,6 +159,7 @@ def evaluate(
             summary.notifications += outbox.enqueue(session, envelopes, now)
         if len(ids) < batch_size:
             return summary
+        last = ids[-1]
 
 
 def _evaluate_one(

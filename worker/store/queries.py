@@ -26,15 +26,16 @@ from worker.store.models import (
 # -- evaluate -------------------------------------------------------------------------------
 
 
-def due_lead_ids(session: Session, now: datetime, limit: int) -> list[str]:
-    """Leads that changed, or whose next deadline has come: never the whole table."""
-    query = (
-        select(Lead.id)
-        .where(or_(Lead.dirty.is_(True), Lead.next_check_at <= now))
-        .order_by(Lead.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query).all())
+def due_lead_ids(
+    session: Session, now: datetime, limit: int, after: str | None = None
+) -> list[str]:
+    """Leads that changed, or whose next deadline has come: never the whole table. Keyset by
+    id (``after``: the last id of the previous batch), so one pass visits each lead once,
+    even one that stays due (it waits for its owner), and never rescans from the start."""
+    query = select(Lead.id).where(or_(Lead.dirty.is_(True), Lead.next_check_at <= now))
+    if after is not None:
+        query = query.where(Lead.id > after)
+    return list(session.scalars(query.order_by(Lead.id).limit(limit)).all())
 
 
 @dataclass(frozen=True)
