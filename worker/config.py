@@ -9,6 +9,7 @@ environment: that is ``worker.settings``.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -604,6 +605,8 @@ class Agreement:
 
     def __init__(self, config: SlaConfig) -> None:
         self.config = config
+        #: Changes whenever anything in the validated config does (not its comments or layout).
+        self.fingerprint = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
         self.calendars = {
             name: cal.to_engine(name, cal.timezone) for name, cal in config.calendars.items()
         }

@@ -45,6 +45,8 @@ class EvaluateSummary(Summary):
     skipped: int = 0
     notifications: int = 0
     breached: int = 0
+    #: Leads marked to be judged again because the agreement (config) changed.
+    rejudged: int = 0
 
 
 def run(ctx: Context, now: datetime) -> EvaluateSummary:
@@ -140,6 +142,10 @@ def evaluate(
     after each (the caller renews its lease there)."""
     summary = EvaluateSummary()
     record_url = agreement.config.crm.record_url
+    with session_scope(sessions) as session:
+        summary.rejudged = queries.apply_agreement(session, agreement.fingerprint, now)
+    if summary.rejudged:
+        log.info("the agreement changed: all %d tracked leads are judged again", summary.rejudged)
     last: str | None = None
     while True:
         heartbeat()

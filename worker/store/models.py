@@ -280,6 +280,17 @@ class SlackThread(Base):
     created_at: Mapped[datetime]
 
 
+class AgreementApplied(Base):
+    """The fingerprint of the agreement the stored findings were made under: when the config
+    changes, every open lead is judged again under the new one."""
+
+    __tablename__ = "agreement_applied"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    applied_at: Mapped[datetime]
+
+
 class HealthCheck(Base):
     """Whether a part that talks to the outside world works: ``sla-worker health`` reads it."""
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.store.models import (
+    AgreementApplied,
     Finding,
     Lead,
     LeadStatusChange,
@@ -94,3 +95,20 @@ def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[st
         for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(chunk))):
             found[finding.lead_id][finding.rule] = finding
     return found
+
+
+def apply_agreement(session: Session, fingerprint: str, now: datetime) -> int:
+    """Record that findings are made under the agreement ``fingerprint``. When it differs from
+    the one recorded, every tracked lead is marked dirty (one statement, in this transaction),
+    so the evaluate pass judges them all again under the new rules; returns how many."""
+    row = session.get(AgreementApplied, "current")
+    if row is not None and row.fingerprint == fingerprint:
+        return 0
+    marked = 0
+    if row is not None:
+        result = session.execute(update(Lead).where(Lead.archived.is_(False)).values(dirty=True))
+        marked = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        row.fingerprint, row.applied_at = fingerprint, now
+    else:
+        session.add(AgreementApplied(name="current", fingerprint=fingerprint, applied_at=now))
+    return marked
