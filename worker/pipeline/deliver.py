@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -355,29 +356,16 @@ def _direct_posts(
             replies.setdefault(row.lead_id, []).append(row)
         else:
             fresh.append(row)
+
+    def post(chosen: list[OutboxRow], **where: Any) -> Post:
+        message = render_notices(notices_of(chosen, target.tz))
+        ids = [r.id for r in chosen]
+        return Post(recipient, target.channel, message, ids, attempts=_attempts(chosen), **where)
+
     posts: list[Post] = []
     if fresh:
-        posts.append(
-            Post(
-                recipient,
-                target.channel,
-                render_notices(notices_of(fresh, target.tz)),
-                [r.id for r in fresh],
-                opens_threads_for=list(dict.fromkeys(r.lead_id for r in fresh)),
-                attempts=_attempts(fresh),
-            )
-        )
-    for lead_id, lead_rows in replies.items():
-        posts.append(
-            Post(
-                recipient,
-                target.channel,
-                render_notices(notices_of(lead_rows, target.tz)),
-                [r.id for r in lead_rows],
-                thread_ts=threads[lead_id],
-                attempts=_attempts(lead_rows),
-            )
-        )
+        posts.append(post(fresh, opens_threads_for=list(dict.fromkeys(r.lead_id for r in fresh))))
+    posts += [post(lead_rows, thread_ts=threads[lead]) for lead, lead_rows in replies.items()]
     return posts
 
 
