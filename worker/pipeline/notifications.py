@@ -10,9 +10,10 @@ is a new notification. No I/O: the evaluate stage writes the drafts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from worker.config import Team
 from worker.notices import Notice, NoticeKind
@@ -62,6 +63,18 @@ def resolve_recipient(who: str, facts: LeadFacts, team: Team) -> str | None:
     return f"email:{who.lower()}"
 
 
+class _Due(NamedTuple):
+    """One notice the verdict calls for, before it is addressed."""
+
+    kind: NoticeKind
+    rule: str
+    deadline: datetime
+    level: int
+    repeat: int
+    who: str  # as configured: rep, manager, channel, channel:#x, an e-mail
+    detail: str
+
+
 def drafts_for(
     evaluation: LeadEvaluation,
     facts: LeadFacts,
@@ -74,53 +87,24 @@ def drafts_for(
     ``announced_breaches`` maps a rule to the deadline whose breach was already announced (from
     the previous findings); a rule now met late on that deadline gets a resolved notice.
     """
-    drafts: list[Draft] = []
+    due = [
+        *_rule_notices(evaluation, escalation, announced_breaches),
+        *_escalation_notices(evaluation, facts),
+    ]
+    drafts = (_addressed(evaluation, facts, team, d) for d in due)
+    return [draft for draft in drafts if draft is not None]
 
-    def add(
-        kind: NoticeKind,
-        rule: str,
-        deadline: datetime,
-        level: int,
-        repeat: int,
-        who: str,
-        detail: str,
-    ) -> None:
-        recipient = resolve_recipient(who, facts, team)
-        if recipient is None:
-            log.warning(
-                "lead %s: no address for recipient %r in team %s; notification not written",
-                facts.lead_id,
-                who,
-                team.name,
-            )
-            return
-        notice = Notice(
-            kind=kind,
-            rule=rule,
-            lead_id=facts.lead_id,
-            lead_name=facts.lead_name,
-            company=facts.company,
-            priority=facts.priority,
-            record_url=facts.record_url,
-            deadline_at=deadline,
-            detail=detail,
-            level=level,
-            policy=evaluation.policy,
-            rep_name=facts.rep_name,
-            timezone=team.calendar.timezone,
-        )
-        key = "|".join(
-            (facts.lead_id, rule, deadline.isoformat(), kind, str(level), str(repeat), recipient)
-        )
-        drafts.append(Draft(key, kind, rule, level, recipient, notice))
 
-    details = {r.rule.value: r.detail for r in evaluation.rules}
-    if facts.status and "early_return" in details:
-        details["early_return"] += f"; reason given: {facts.status}"
+def _rule_notices(
+    evaluation: LeadEvaluation,
+    escalation: EscalationPolicy,
+    announced_breaches: Mapping[str, datetime | None],
+) -> Iterator[_Due]:
+    """Warnings to the rep, and "done, late" for a breach that was announced."""
     for result in evaluation.rules:
         rule = result.rule.value
         if result.state is RuleState.WARNING and result.deadline_at is not None:
-            add(NoticeKind.WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
+            yield _Due(NoticeKind.WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
         announced = announced_breaches.get(rule)
         if (
             escalation.send_resolved
@@ -128,18 +112,55 @@ def drafts_for(
             and announced is not None
             and announced == result.deadline_at
         ):
-            add(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail)
+            yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail)
 
+
+def _escalation_notices(evaluation: LeadEvaluation, facts: LeadFacts) -> Iterator[_Due]:
+    """Every escalation level due, to each of its recipients; a repeat for the highest."""
+    details = {r.rule.value: r.detail for r in evaluation.rules}
+    if facts.status and "early_return" in details:
+        details["early_return"] += f"; reason given: {facts.status}"
     for esc in evaluation.escalations:
         rule = esc.rule.value
         detail = details.get(rule, "")
         for step in esc.steps_due:
             kind = NoticeKind.BREACH if step.level == 0 else NoticeKind.ESCALATION
             for who in step.notify:
-                add(kind, rule, esc.breached_at, step.level, 0, who, detail)
+                yield _Due(kind, rule, esc.breached_at, step.level, 0, who, detail)
         if esc.repeat > 0 and esc.steps_due:
             top = esc.steps_due[-1]
             kind = NoticeKind.BREACH if top.level == 0 else NoticeKind.ESCALATION
             for who in top.notify:
-                add(kind, rule, esc.breached_at, top.level, esc.repeat, who, detail)
-    return drafts
+                yield _Due(kind, rule, esc.breached_at, top.level, esc.repeat, who, detail)
+
+
+def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _Due) -> Draft | None:
+    """The notice for its recipient's address, with its dedup key; None (logged) when the
+    configured recipient has no address."""
+    recipient = resolve_recipient(due.who, facts, team)
+    if recipient is None:
+        log.warning(
+            "lead %s: no address for recipient %r in team %s; notification not written",
+            facts.lead_id,
+            due.who,
+            team.name,
+        )
+        return None
+    notice = Notice(
+        kind=due.kind,
+        rule=due.rule,
+        lead_id=facts.lead_id,
+        lead_name=facts.lead_name,
+        company=facts.company,
+        priority=facts.priority,
+        record_url=facts.record_url,
+        deadline_at=due.deadline,
+        detail=due.detail,
+        level=due.level,
+        policy=evaluation.policy,
+        rep_name=facts.rep_name,
+        timezone=team.calendar.timezone,
+    )
+    parts = (facts.lead_id, due.rule, due.deadline.isoformat(), due.kind, str(due.level))
+    key = "|".join((*parts, str(due.repeat), recipient))
+    return Draft(key, due.kind, due.rule, due.level, recipient, notice)
