@@ -120,3 +120,29 @@ def test_the_demo_prints_the_slack_messages_and_exits_0(tmp_path: Path) -> None:
     assert "<!channel> Braun & Söhne" in out  # shown as text, sent escaped
     assert "Demo summary:" in out
     assert not list(tmp_path.iterdir())  # nothing left behind in the working directory
+
+
+@pytest.mark.slow
+def test_every_command_says_in_one_line_that_the_database_is_unreachable(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://admin:s3cret@127.0.0.1:1/nope",
+        "SLA_CONFIG": str(ROOT / "config/sla.yaml"),
+        "HUBSPOT_TOKEN": "t",
+        "SLACK_BOT_TOKEN": "t",
+    }
+    commands = [
+        ["run-once"],
+        ["report"],
+        ["health"],
+        ["explain", "42"],
+        ["recycle", "--dry-run"],
+        ["backtest", str(ROOT / "config/sla.yaml")],
+        ["db", "upgrade"],
+    ]
+    for command in commands:
+        done = run(*command, cwd=tmp_path, env=env)
+        assert done.returncode == 3, (command, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, (command, done.stderr)
+        assert lines[0].startswith("error: the database at postgresql+psycopg://admin:***@")
+        assert "s3cret" not in done.stderr + done.stdout

@@ -14,13 +14,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from worker.errors import ConfigError, SlaWorkerError
 from worker.pipeline.context import open_context
 from worker.settings import Settings
+from worker.store.db import normalise_url
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: A service the command needs (the database) did not answer: try again when it is back.
+EXIT_UNAVAILABLE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlaWorkerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except (OperationalError, InterfaceError) as e:
+        if args.verbose:
+            raise
+        # One line an admin can act on; the driver's full story is under --verbose.
+        where = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
+        print(f"error: the database at {where} is unreachable: {reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
