@@ -146,3 +146,23 @@ def test_every_command_says_in_one_line_that_the_database_is_unreachable(tmp_pat
         assert len(lines) == 1 and "Traceback" not in done.stderr, (command, done.stderr)
         assert lines[0].startswith("error: the database at postgresql+psycopg://admin:***@")
         assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_version_prints_the_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.strip() == "sla-worker 0.1.0"
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """``sla-worker … | head``: the pipe closes before the command writes."""
+    process = subprocess.Popen(
+        [str(SCRIPT), "check-config", str(ROOT / "config/sla.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # like `| head -0`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from worker import __version__
 from worker.errors import ConfigError, SlaWorkerError
 from worker.pipeline.context import open_context
 from worker.settings import Settings
@@ -35,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Makes the sales-marketing lead SLA enforce itself.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"sla-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole pipeline once against local fakes")
@@ -95,7 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings.from_env()
     try:
-        return _run(args, settings)
+        code = _run(args, settings)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`sla-worker backtest … | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's last flush is quiet too (Python docs,
+        # library/signal, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as e:
         print(f"configuration error:\n{e}", file=sys.stderr)
         return EXIT_USAGE
