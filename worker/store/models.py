@@ -246,7 +246,7 @@ class OutboxRow(Base):
             sqlite_where=text("status <> 'sent'"),
         ),
         Index("ix_outbox_lead_id", "lead_id"),
-        # A claim takes one recipient's sendable rows (outbox.claim_rows).
+        # A claim takes one recipient's sendable rows (outbox.claim).
         Index(
             "ix_outbox_recipient_unsent",
             "recipient",
