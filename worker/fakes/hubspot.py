@@ -1010,6 +1010,9 @@ class FakeHubSpot(FakeServer):
         if keys and any(type(low) is not type(keys[0]) for _, low in bounds):
             return None
         low = min(value for _, value in bounds)
+        rest_of_instant = self._rest_of_instant(groups, bounds, records, keys)
+        if rest_of_instant is not None:
+            return rest_of_instant
         if len(groups) == 1 and len(groups[0].get("filters") or []) == 1:
             operator = bounds[0][0]
             if operator == "GTE":
@@ -1018,6 +1021,28 @@ class FakeHubSpot(FakeServer):
                 return records[bisect.bisect_right(keys, low) :]
         candidates = records[bisect.bisect_left(keys, low) :]
         return [r for r in candidates if self._matches_any(r, groups)]
+
+    @staticmethod
+    def _rest_of_instant(
+        groups: list[dict[str, Any]],
+        bounds: list[tuple[str, Any]],
+        records: list[_Record],
+        keys: list[Any],
+    ) -> list[_Record] | None:
+        """``(sort = T AND hs_object_id NOT_IN ids) OR sort > T`` — how the worker resumes a
+        keyset search inside an instant — answered from the index without a full scan."""
+        if len(groups) != 2 or [op for op, _ in bounds] != ["EQ", "GT"]:
+            return None
+        if bounds[0][1] != bounds[1][1] or len(groups[1].get("filters") or []) != 1:
+            return None
+        others = [f for f in groups[0].get("filters") or [] if f.get("operator") != "EQ"]
+        if len(others) != 1 or others[0].get("operator") != "NOT_IN":
+            return None
+        if others[0].get("propertyName") != "hs_object_id":
+            return None
+        excluded = {str(v) for v in others[0].get("values") or []}
+        start, end = bisect.bisect_left(keys, bounds[0][1]), bisect.bisect_right(keys, bounds[0][1])
+        return [r for r in records[start:end] if r.id not in excluded] + records[end:]
 
     def _check_search_shape(self, groups: Any, sorts: Any, limit: Any) -> None:
         if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):

@@ -127,13 +127,16 @@ class FakeServer:
                     if response.raw is not None
                     else json.dumps(response.body).encode("utf-8")
                 )
-                self.send_response(response.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                for key, value in response.headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in response.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client went away (or was killed)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

@@ -17,6 +17,7 @@ import hmac
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,6 +180,8 @@ class FakeSlack(FakeServer):
         self._dm_of_user: dict[str, str] = {}
         self._user_of_dm: dict[str, str] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._call_hooks: dict[tuple[str, bool], list[Callable[[int], object]]] = {}
+        self._calls: Counter[tuple[str, bool]] = Counter()
         # conversation id -> when it may next receive a post (epoch seconds), for the pace.
         self._next_post_at: dict[str, float] = {}
         self._last_ts_micros = 0
@@ -245,6 +248,14 @@ class FakeSlack(FakeServer):
                 _Failure(error, n, status, retry_after, raw_body)
             )
 
+    def during_call(self, method: str, hook: Callable[[int], object], *, done: bool) -> None:
+        """Call ``hook(n)`` inside the ``n``-th call of ``method`` (from 1): before Slack does
+        it (``done=False``; a hook that returns True drops the call, as if it never reached
+        Slack), or after it did it and before the answer leaves (``done=True``, successful
+        calls only). How a test kills a worker on either side of a post."""
+        with self.lock:
+            self._call_hooks.setdefault((method, done), []).append(hook)
+
     def revoke_token(self) -> None:
         """Every later call answers ``token_revoked`` (the app was uninstalled)."""
         with self.lock:
@@ -291,11 +302,24 @@ class FakeSlack(FakeServer):
                     injected = self._injected(method)
                     if injected is not None:
                         return injected
-                    return implementation(args)
+                    if self._call_hook(method, done=False):
+                        return _error("request_dropped", 500)  # never read: the caller is gone
+                    response = implementation(args)
+                    if isinstance(response.body, dict) and response.body.get("ok"):
+                        self._call_hook(method, done=True)
+                    return response
                 except _Reject as reject:
                     return reject.response
 
         return handle
+
+    def _call_hook(self, method: str, *, done: bool) -> bool:
+        """Run the hooks of this call; True when one of them drops it."""
+        hooks = self._call_hooks.get((method, done))
+        if not hooks:
+            return False
+        self._calls[method, done] += 1
+        return any([hook(self._calls[method, done]) is True for hook in list(hooks)])
 
     def _authenticate(self, request: Request, args: dict[str, Any]) -> None:
         header = request.headers.get("authorization", "")
