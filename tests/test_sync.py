@@ -70,6 +70,42 @@ def test_sync_reads_more_leads_on_one_instant_than_fit_on_a_page(
     assert sorts[-1] == "lastmodifieddate"
 
 
+def test_a_page_ending_inside_an_instant_is_not_read_again(
+    fake: FakeHubSpot, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    # Three records per instant, ten to a page: most pages end inside an instant. Resuming
+    # *at* that instant used to read its records on the page again (+38 % reads over 100k).
+    for i in range(60):
+        fake.upsert_contact(firstname=f"n{i}")
+        if i % 3 == 2:
+            clock.advance(seconds=1)
+    summary = _sync(fake, sessions, clock)
+    assert len(_leads(sessions)) == 60
+    assert summary.leads == 60  # every record read exactly once
+    assert summary.by_stream["hubspot:leads"] == 6  # six pages of ten
+
+
+def test_a_record_read_at_a_page_boundary_and_edited_while_paging_is_read_again(
+    fake: FakeHubSpot, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    ids = []
+    for i in range(15):
+        ids.append(fake.upsert_contact(firstname=f"n{i}"))
+        if i % 3 == 2:
+            clock.advance(seconds=1)
+    searches: list[int] = []
+
+    def edit(kind: str, body: dict[str, Any]) -> None:
+        searches.append(1)
+        if len(searches) == 2:  # page 1 ended inside an instant (ids 9 of 10, 11, 12)
+            clock.advance(seconds=1)
+            fake.upsert_contact(ids[9], firstname="edited-after-read")
+
+    fake.during_search(edit)
+    _sync(fake, sessions, clock)
+    assert _leads(sessions)[ids[9]].first_name == "edited-after-read"
+
+
 def test_sync_starts_every_page_as_a_new_query_never_paging_with_after(
     fake: FakeHubSpot, sessions: sessionmaker[Session], clock: Clock
 ) -> None:

@@ -11,10 +11,11 @@ never lets the token reach a log line, an exception message or a repr.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +40,12 @@ log = logging.getLogger("worker.crm.hubspot")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEARCH_MAX_LIMIT = 200  # search page size cap (search guide, "Limitations")
+# A search body may hold at most 3,000 characters (search guide, "Limitations"; see
+# ../shared/API-FACTS.md); ids excluded with NOT_IN count against it.
+_SEARCH_BODY_MAX_CHARS = 3_000
+#: At most this many already-read ids are excluded from the next page's query (IN/NOT_IN take
+#: at most 100 values per filter in HubSpot's search guide, UNCONFIRMED for NOT_IN).
+_MAX_SEEN_IDS = 100
 _OWNERS_MAX_LIMIT = 500
 _ASSOCIATIONS_MAX_INPUTS = 1_000  # v4 batch read (associations v4 reference)
 _BATCH_MAX_INPUTS = 100  # batch read/update of records (objects API reference)
@@ -524,27 +531,18 @@ class HubSpotClient(CrmHttpClient):
                 )
                 return [], None
             limit = min(limit, room)
-        at = str(_epoch_ms(start.at))
-        if start.id_above is None:
-            operator = "GT" if start.strictly_after else "GTE"
-            filters = [{"propertyName": modified_property, "operator": operator, "value": at}]
-            sort = modified_property
-        else:
-            # Search sorts by one property only and HubSpot does not document how it orders
-            # ties, so "the rest of this instant" is a query of its own, sorted by id.
-            filters = [
-                {"propertyName": modified_property, "operator": "EQ", "value": at},
-                {"propertyName": "hs_object_id", "operator": "GT", "value": start.id_above},
-            ]
-            sort = "hs_object_id"
+        sort = "hs_object_id" if start.id_above is not None else modified_property
         body: dict[str, Any] = {
-            "filterGroups": [{"filters": filters}],
+            "filterGroups": _filter_groups(start, modified_property),
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "properties": list(properties),
             "limit": limit,
         }
         if after is not None:
             body["after"] = after
+        if start.seen and len(json.dumps(body)) > _SEARCH_BODY_MAX_CHARS:
+            # Too many ids to leave out: read that instant's records again (harmless).
+            body["filterGroups"] = _filter_groups(replace(start, seen=()), modified_property)
         path = f"/crm/v3/objects/{object_type}/search"
         _, data = self.request_json("POST", path, json=body)
         data = _json_object(data, "POST", path)
@@ -670,6 +668,38 @@ class HubSpotClient(CrmHttpClient):
         )
 
 
+def _filter_groups(start: SearchFrom, modified_property: str) -> list[dict[str, Any]]:
+    """The search's filter groups (OR-ed) for where a keyset search resumes."""
+    at = str(_epoch_ms(start.at))
+
+    def on(operator: str) -> dict[str, Any]:
+        return {"propertyName": modified_property, "operator": operator, "value": at}
+
+    if start.id_above is not None:
+        # Search sorts by one property only and HubSpot does not document how it orders
+        # ties, so "the rest of this instant" is a query of its own, sorted by id.
+        return [
+            {
+                "filters": [
+                    on("EQ"),
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": start.id_above},
+                ]
+            }
+        ]
+    if start.strictly_after:
+        return [{"filters": [on("GT")]}]
+    if start.seen:
+        # The rest of instant ``at`` (less what was read) OR anything after it: a record read
+        # at ``at`` and modified again since is read again at its new time.
+        not_seen = {
+            "propertyName": "hs_object_id",
+            "operator": "NOT_IN",
+            "values": list(start.seen),
+        }
+        return [{"filters": [on("EQ"), not_seen]}, {"filters": [on("GT")]}]
+    return [{"filters": [on("GTE")]}]
+
+
 def _resume(
     results: Sequence[Any], since: datetime | SearchFrom, more: bool, modified_property: str
 ) -> SearchFrom | None:
@@ -706,7 +736,10 @@ def _resume(
     last = keys[-1][0]
     if all(at == last for at, _ in keys):
         return SearchFrom(last, id_above="0")
-    return SearchFrom(last)
+    # The page is complete before ``last``; of ``last`` it holds some records, in an order
+    # HubSpot does not document: go on with the others (and after), leaving out those read.
+    seen = tuple(str(i) for at, i in keys if at == last)
+    return SearchFrom(last, seen=seen if len(seen) <= _MAX_SEEN_IDS else ())
 
 
 def parse_hubspot_datetime(value: str) -> datetime:

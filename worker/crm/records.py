@@ -86,14 +86,17 @@ class SearchFrom:
     """Where an incremental (keyset) search resumes, in (modified time, id) order.
 
     By default: every record modified at or after ``at`` (``strictly_after``: only after it),
-    oldest change first. With ``id_above`` set: only records modified at exactly ``at`` whose
-    id is above it, in id order — how a run drains more records sharing one instant than fit
-    on a page, since a search can sort by one property only.
+    oldest change first; ``seen`` names records modified at exactly ``at`` that were already
+    read (a page that ended inside that instant), so they are not read again. With
+    ``id_above`` set: only records modified at exactly ``at`` whose id is above it, in id
+    order — how a run drains more records sharing one instant than fit on a page, since a
+    search can sort by one property only.
     """
 
     at: datetime
     strictly_after: bool = False
     id_above: str | None = None
+    seen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
