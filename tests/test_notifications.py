@@ -35,12 +35,16 @@ def _evaluation(*results: RuleResult, escalations: tuple[Escalation, ...] = ()) 
     return LeadEvaluation("42", "hot", results, escalations, False, None, None)
 
 
-def _breach(levels: int, repeat: int = 0) -> Escalation:
+def _breach(levels: int, repeats: tuple[int, ...] = ()) -> Escalation:
+    """``levels`` levels due an hour apart; level i repeated ``repeats[i]`` times, daily."""
     notify = [("rep",), ("manager",), ("channel",)]
-    steps = tuple(
-        EscalationStep(i, DEADLINE + timedelta(hours=i), notify[i]) for i in range(levels)
-    )
-    return Escalation(Rule.FIRST_TOUCH, DEADLINE, steps, repeat, None)
+    steps = []
+    for i in range(levels):
+        due = DEADLINE + timedelta(hours=i)
+        repeat = repeats[i] if i < len(repeats) else 0
+        latest = due + timedelta(days=repeat) if repeat else None
+        steps.append(EscalationStep(i, due, notify[i], repeat, latest))
+    return Escalation(Rule.FIRST_TOUCH, DEADLINE, tuple(steps), None)
 
 
 def test_recipients_resolve_to_outbox_addresses() -> None:
@@ -80,18 +84,20 @@ def test_the_same_verdict_gives_the_same_keys() -> None:
     assert first == again
 
 
-def test_a_repeat_is_a_new_notification_for_the_highest_level_only() -> None:
+def test_each_level_s_latest_repeat_is_a_new_notification_for_its_recipients() -> None:
+    # The rep, whose lead it is, keeps being reminded after the manager was paged.
     drafts = drafts_for(
-        _evaluation(_result(RuleState.BREACHED), escalations=(_breach(2, repeat=1),)),
+        _evaluation(_result(RuleState.BREACHED), escalations=(_breach(2, repeats=(2, 1)),)),
         FACTS,
         TEAM,
         POLICY,
         {},
     )
-    assert [(d.recipient, d.dedup_key.split("|")[5]) for d in drafts] == [
-        ("email:lena@example.com", "0"),
-        ("email:boss@example.com", "0"),
-        ("email:boss@example.com", "1"),
+    assert [(d.recipient, d.dedup_key.split("|")[5], d.since) for d in drafts] == [
+        ("email:lena@example.com", "0", DEADLINE),
+        ("email:lena@example.com", "2", DEADLINE + timedelta(days=2)),
+        ("email:boss@example.com", "0", DEADLINE + timedelta(hours=1)),
+        ("email:boss@example.com", "1", DEADLINE + timedelta(days=1, hours=1)),
     ]
 
 

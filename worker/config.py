@@ -444,6 +444,9 @@ class EscalationLevelConfig(_Strict):
     digest: bool = False
     #: Send even outside the recipient's working hours (quiet hours do not apply).
     send_outside_hours: bool = False
+    #: Remind this level's recipients again this often while the breach lasts (business
+    #: time); unset: ``notifications.repeat_every``.
+    repeat_every: Span | None = None
 
     @field_validator("notify")
     @classmethod
@@ -624,7 +627,8 @@ class Agreement:
         )
         self.escalation = EscalationPolicy(
             levels=tuple(
-                EscalationLevel(lvl.after, tuple(lvl.notify)) for lvl in config.escalation
+                EscalationLevel(lvl.after, tuple(lvl.notify), lvl.repeat_every)
+                for lvl in config.escalation
             ),
             repeat_every=config.notifications.repeat_every,
             send_resolved=config.notifications.send_resolved,

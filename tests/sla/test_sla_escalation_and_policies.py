@@ -42,8 +42,9 @@ def ny(day: int, hour: int, minute: int = 0) -> datetime:
     [
         (ny(12, 9, 30), [0], 0, ny(12, 11, 30)),  # at the breach: the rep, manager in 2h
         (ny(12, 12, 0), [0, 1], 0, ny(13, 9, 30)),  # manager's digest; channel after 1 day
-        (ny(13, 10, 0), [0, 1, 2], 0, ny(14, 9, 30)),  # all levels; first repeat next day
-        (ny(15, 9, 30), [0, 1, 2], 2, ny(16, 9, 30)),  # two repeats, exactly on the second
+        # All levels; the manager's first repeat a business day after their level fell due.
+        (ny(13, 10, 0), [0, 1, 2], 0, ny(13, 11, 30)),
+        (ny(15, 9, 30), [0, 1, 2], 2, ny(15, 11, 30)),  # two repeats, exactly on the second
         # Saturday: three repeats; the next skips the weekend and Martin Luther King Day.
         (ny(17, 10, 0), [0, 1, 2], 3, ny(20, 9, 30)),
     ],
@@ -60,6 +61,31 @@ def test_escalation_levels_fall_due_in_business_time_and_repeat_daily(
     assert escalation.repeat == repeat
     assert escalation.next_at == next_at
     assert evaluation.next_check_at == next_at
+
+
+def test_every_level_repeats_on_its_own_interval_while_the_breach_lasts() -> None:
+    # Once the manager is paged, the rep (whose lead it is) is still reminded every day.
+    evaluation = evaluate_lead(lead(FRIDAY_1630), [], ONE_HOUR, AMER, RULES, ESCALATION, ny(15, 10))
+    steps = evaluation.escalations[0].steps_due
+    assert [(s.level, s.repeat) for s in steps] == [(0, 3), (1, 2), (2, 2)]
+    assert [s.last_due_at for s in steps] == [ny(15, 9, 30), ny(14, 11, 30), ny(15, 9, 30)]
+
+
+def test_a_level_may_repeat_on_an_interval_of_its_own() -> None:
+    hourly_rep = EscalationPolicy(
+        levels=(
+            EscalationLevel(BusinessSpan(), ("rep",), BusinessSpan(time=timedelta(hours=1))),
+            EscalationLevel(BusinessSpan(time=timedelta(hours=2)), ("manager",)),
+        ),
+        repeat_every=BusinessSpan(days=1),
+    )
+    evaluation = evaluate_lead(
+        lead(FRIDAY_1630), [], ONE_HOUR, AMER, RULES, hourly_rep, ny(12, 12, 45)
+    )
+    (escalation,) = evaluation.escalations
+    assert [(s.level, s.repeat) for s in escalation.steps_due] == [(0, 3), (1, 0)]
+    assert escalation.steps_due[0].last_due_at == ny(12, 12, 30)
+    assert escalation.next_at == ny(12, 13, 30)  # the rep's next hourly reminder
 
 
 def test_escalation_step_due_times() -> None:

@@ -252,7 +252,11 @@ def _scheduled(
     notice = replace(draft.notice, team=team.name, quiet=quiet)
     if level is not None and level.digest:
         delivery = Delivery.DIGEST
-        due_at = next_digest_at(now, team.calendar, config.schedules.digest_minutes())
+        # The first digest time after the notice fell due, not after it was found: one that
+        # fell due while no worker ran takes the slot it missed (then due, so sent at once).
+        due_at = next_digest_at(
+            min(draft.since, now), team.calendar, config.schedules.digest_minutes()
+        )
     else:
         delivery = Delivery.DIRECT
         due_at = direct_due_at(

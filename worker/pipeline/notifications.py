@@ -45,6 +45,9 @@ class Draft:
     level: int
     recipient: str  # "email:<address>" or "channel:<#name>"
     notice: Notice
+    #: When the notice fell due (a warning's or escalation level's time, a repeat's), which
+    #: may be long before it was found (no worker ran): a digest takes the first slot after it.
+    since: datetime
 
 
 def resolve_recipient(who: str, facts: LeadFacts, team: Team) -> str | None:
@@ -73,6 +76,7 @@ class _Due(NamedTuple):
     repeat: int
     who: str  # as configured: rep, manager, channel, channel:#x, an e-mail
     detail: str
+    since: datetime  # when it fell due
 
 
 def drafts_for(
@@ -104,7 +108,10 @@ def _rule_notices(
     for result in evaluation.rules:
         rule = result.rule.value
         if result.state is RuleState.WARNING and result.deadline_at is not None:
-            yield _Due(NoticeKind.WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail)
+            since = result.warn_at or result.deadline_at
+            yield _Due(
+                NoticeKind.WARNING, rule, result.deadline_at, 0, 0, "rep", result.detail, since
+            )
         announced = announced_breaches.get(rule)
         if (
             escalation.send_resolved
@@ -112,11 +119,14 @@ def _rule_notices(
             and announced is not None
             and announced == result.deadline_at
         ):
-            yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail)
+            since = result.met_at or announced
+            yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail, since)
 
 
 def _escalation_notices(evaluation: LeadEvaluation, facts: LeadFacts) -> Iterator[_Due]:
-    """Every escalation level due, to each of its recipients; a repeat for the highest."""
+    """Every escalation level due, to each of its recipients, and each level's latest repeat:
+    the rep keeps being reminded after the manager was paged (a notice already written is
+    not written again: the dedup key holds the repeat number)."""
     details = {r.rule.value: r.detail for r in evaluation.rules}
     if facts.status and "early_return" in details:
         details["early_return"] += f"; reason given: {facts.status}"
@@ -126,12 +136,18 @@ def _escalation_notices(evaluation: LeadEvaluation, facts: LeadFacts) -> Iterato
         for step in esc.steps_due:
             kind = NoticeKind.BREACH if step.level == 0 else NoticeKind.ESCALATION
             for who in step.notify:
-                yield _Due(kind, rule, esc.breached_at, step.level, 0, who, detail)
-        if esc.repeat > 0 and esc.steps_due:
-            top = esc.steps_due[-1]
-            kind = NoticeKind.BREACH if top.level == 0 else NoticeKind.ESCALATION
-            for who in top.notify:
-                yield _Due(kind, rule, esc.breached_at, top.level, esc.repeat, who, detail)
+                yield _Due(kind, rule, esc.breached_at, step.level, 0, who, detail, step.due_at)
+                if step.repeat > 0:
+                    yield _Due(
+                        kind,
+                        rule,
+                        esc.breached_at,
+                        step.level,
+                        step.repeat,
+                        who,
+                        detail,
+                        step.last_due_at,
+                    )
 
 
 def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _Due) -> Draft | None:
@@ -163,4 +179,4 @@ def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _D
     )
     parts = (facts.lead_id, due.rule, due.deadline.isoformat(), due.kind, str(due.level))
     key = "|".join((*parts, str(due.repeat), recipient))
-    return Draft(key, due.kind, due.rule, due.level, recipient, notice)
+    return Draft(key, due.kind, due.rule, due.level, recipient, notice, due.since)

@@ -21,7 +21,8 @@ Decisions the SLA text leaves open, made here:
   escalation; the delivery layer sends the "resolved" notice.
 * MAX_GAP watches the time between touches from the first touch until the follow-up is met or the
   window ends; a gap whose deadline falls after the window end cannot breach.
-* Repeats: the k-th repeat after escalation level h is due at
+* Repeats: every level due repeats on its own interval (the level's ``repeat_every``, else the
+  policy's) while the breach lasts; the k-th repeat of level h is due at
   ``advance(due_at(h), BusinessSpan(k * days, k * time))``.
 """
 
@@ -131,14 +132,19 @@ class _CompiledPolicy:
 
 
 class _CompiledEscalation:
-    __slots__ = ("levels", "policy", "repeat")
+    __slots__ = ("levels", "policy")
 
     def __init__(self, policy: EscalationPolicy) -> None:
         self.policy = policy
         self.levels = tuple(
-            (level.after.days, level.after.time_us, level.notify) for level in policy.levels
+            (
+                level.after.days,
+                level.after.time_us,
+                level.notify,
+                _span(level.repeat_every or policy.repeat_every),
+            )
+            for level in policy.levels
         )
-        self.repeat = _span(policy.repeat_every)
 
 
 @lru_cache(maxsize=64)
@@ -552,19 +558,22 @@ def _recycle(
     return True, reason
 
 
-def _repeats(cal: BusinessCalendar, due: int, span: _Span, now: int) -> tuple[int, int]:
-    """(whole repeat spans elapsed since ``due``, instant of the next repeat)."""
+def _repeats(cal: BusinessCalendar, due: int, span: _Span, now: int) -> tuple[int, int, int]:
+    """(whole repeat spans elapsed since ``due``, when the latest of them fell due — ``due``
+    itself when none has —, when the next falls due)."""
     days, time = span
     if days == 0:
         repeat = cal.between_us(due, now) // time
-        return repeat, cal.add_us(due, (repeat + 1) * time)
+        latest = cal.add_us(due, repeat * time) if repeat else due
+        return repeat, latest, cal.add_us(due, (repeat + 1) * time)
     # Start from the count of business days, an upper bound, then step down: a step or two. The
     # last repeat found to lie after ``now`` is the next one, so it need not be computed again.
     repeat = cal.business_days_us(due, now) // days
-    following = -1
+    latest, following = due, -1
     while repeat > 0:
         at = cal.advance_us(due, repeat * days, repeat * time)
         if at <= now:
+            latest = at
             break
         following = at
         repeat -= 1
@@ -572,8 +581,9 @@ def _repeats(cal: BusinessCalendar, due: int, span: _Span, now: int) -> tuple[in
         following = cal.advance_us(due, (repeat + 1) * days, (repeat + 1) * time)
     while following <= now:
         repeat += 1
+        latest = following
         following = cal.advance_us(due, (repeat + 1) * days, (repeat + 1) * time)
-    return repeat, following
+    return repeat, latest, following
 
 
 def _escalation(
@@ -586,32 +596,26 @@ def _escalation(
 ) -> Escalation:
     breached = from_us(breached_at)
     steps: list[EscalationStep] = []
-    highest = -1
     next_at = -1
-    for index, (days, time, notify) in enumerate(ce.levels):
+    for index, (days, time, notify, repeat_span) in enumerate(ce.levels):
         due = cal.advance_us(breached_at, days, time)
-        if due <= now:
-            # The first level is usually due at the breach itself: share its datetime.
-            steps.append(
-                EscalationStep(index, breached if due == breached_at else from_us(due), notify)
-            )
-            highest = due  # the highest level due so far: levels are in order
-        elif next_at < 0 or due < next_at:
-            next_at = due
-    repeat = 0
-    if ce.repeat is not None and highest >= 0 and (ce.repeat[0] or ce.repeat[1]):
-        repeat, following = _repeats(cal, highest, ce.repeat, now)
+        if due > now:
+            if next_at < 0 or due < next_at:
+                next_at = due
+            continue
+        # The first level is usually due at the breach itself: share its datetime.
+        due_at = breached if due == breached_at else from_us(due)
+        if repeat_span is None or not (repeat_span[0] or repeat_span[1]):
+            steps.append(EscalationStep(index, due_at, notify))
+            continue
+        repeat, latest, following = _repeats(cal, due, repeat_span, now)
+        latest_at = None if latest == due else from_us(latest)
+        steps.append(EscalationStep(index, due_at, notify, repeat, latest_at))
         if next_at < 0 or following < next_at:
             next_at = following
     if next_at >= 0:
         candidates.append(next_at)
-    return Escalation(
-        rule,
-        breached,
-        tuple(steps),
-        repeat,
-        None if next_at < 0 else from_us(next_at),
-    )
+    return Escalation(rule, breached, tuple(steps), None if next_at < 0 else from_us(next_at))
 
 
 def evaluate_lead(
@@ -795,8 +799,9 @@ def _tell_rules(story: _Story, evaluation: LeadEvaluation, now: datetime) -> Non
                 step.due_at,
                 f"{name}: escalation level {step.level} notifies {', '.join(step.notify)}",
             )
-        if item.repeat:
-            story.say(now, f"{name}: reminder repeated {item.repeat} times")
+            if step.repeat:
+                times = "once" if step.repeat == 1 else f"{step.repeat} times"
+                story.say(step.last_due_at, f"{name}: level {step.level} reminded again {times}")
         if item.next_at is not None:
             story.say(item.next_at, f"{name}: next escalation or repeat")
     if evaluation.recycle_due:

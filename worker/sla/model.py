@@ -106,6 +106,8 @@ class Policy:
 class EscalationLevel:
     after: BusinessSpan  # business time after the breach
     notify: tuple[str, ...]  # "rep", "manager", "channel:#name", or an e-mail address
+    #: This level's own repeat interval; None: the policy's ``repeat_every``.
+    repeat_every: BusinessSpan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,14 @@ class EscalationStep:
     level: int  # index into EscalationPolicy.levels
     due_at: datetime
     notify: tuple[str, ...]
+    #: Whole repeat intervals of this level elapsed since ``due_at`` (0: none, or no repeats).
+    repeat: int = 0
+    #: When this level's latest notice fell due: ``due_at``, or its ``repeat``-th repeat.
+    latest_at: datetime | None = None
+
+    @property
+    def last_due_at(self) -> datetime:
+        return self.latest_at or self.due_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +150,12 @@ class Escalation:
     rule: Rule
     breached_at: datetime  # the deadline that passed
     steps_due: tuple[EscalationStep, ...]  # every level whose due_at <= now, in level order
-    repeat: int  # whole repeat_every spans since the highest due level (0 if no repeat_every)
-    next_at: datetime | None  # when the next level or the next repeat becomes due
+    next_at: datetime | None  # when the next level or any level's next repeat becomes due
+
+    @property
+    def repeat(self) -> int:
+        """The highest level's repeat count (each level repeats on its own interval)."""
+        return self.steps_due[-1].repeat if self.steps_due else 0
 
 
 @dataclass(frozen=True, slots=True)
