@@ -81,3 +81,27 @@ def test_each_recipient_on_the_ladder_is_reminded_on_its_own_interval(repeat_wor
     # manager gets the daily repeat of their level.
     assert run_at(27.1) == (3, 2)
     assert run_at(27.2) == (3, 2)  # nothing twice
+
+
+@pytest.mark.parametrize("via_digest", [False, True], ids=["direct", "digest"])
+def test_a_resolved_breach_reaches_everyone_who_was_paged_in_their_thread(
+    tmp_path: Path, database_url: str, via_digest: bool
+) -> None:
+    config = DIGESTS if via_digest else CONFIG
+    for world in _world(tmp_path, database_url, config):
+        world.add_rep()
+        lead = world.add_lead(assigned_ago=timedelta(hours=5))  # breached 4 h ago: manager paged
+        world.clock.now = TUESDAY_10.replace(hour=14, minute=1)  # after the 14:00 digest time
+        with world.context() as ctx:
+            run_once(ctx)
+        (paged,) = world.slack.dms_to("U0MIKE")
+        (told,) = world.slack.dms_to("U0LENA")
+        world.add_call(lead)  # the rep finally calls
+        world.clock.advance(timedelta(minutes=5))
+        with world.context() as ctx:
+            run_once(ctx)
+        rep_news = world.slack.dms_to("U0LENA")[1:]
+        manager_news = world.slack.dms_to("U0MIKE")[1:]
+        assert [m.thread_ts for m in rep_news] == [told.ts]
+        assert [m.thread_ts for m in manager_news] == [paged.ts]  # under the message that paged
+        assert "late" in manager_news[0].text.lower()

@@ -338,6 +338,9 @@ def _digest_posts(
             [rows[i].id for i in part.carries],
             digest_key=rows[0].id,
             attempts=_attempts(rows),
+            # Later news about a lead to this manager ("done, late") replies under the part
+            # that paged them about it.
+            opens_threads_for=list(dict.fromkeys(rows[i].lead_id for i in part.carries)),
         )
         for part in parts
     ]
@@ -439,7 +442,7 @@ def _without_superseded(
                 continue
         elif row.kind == NoticeKind.RESOLVED:
             prefix = f"{row.lead_id}|{row.rule}|{row.payload.get('deadline_at')}|"
-            if outbox.announced(session, prefix, OVERDUE):
+            if outbox.paged(session, prefix, OVERDUE):
                 continue
         else:
             continue

@@ -206,7 +206,12 @@ def _evaluate_one(
     summary.leads += 1
     announced = {rule: f.breached_deadline_at for rule, f in previous.items()}
     drafts = drafts_for(
-        evaluation, lead_facts(bundle, record_url), team, agreement.escalation, announced
+        evaluation,
+        lead_facts(bundle, record_url),
+        team,
+        agreement.escalation,
+        announced,
+        _paged(session, row.id, evaluation, announced),
     )
     envelopes = [_scheduled(draft, row.id, team, agreement, now) for draft in drafts]
     for result in evaluation.rules:
@@ -229,6 +234,25 @@ def _evaluate_one(
     row.next_check_at = evaluation.next_check_at
     row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
     return envelopes
+
+
+def _paged(
+    session: Session,
+    lead_id: str,
+    evaluation: LeadEvaluation,
+    announced: dict[str, datetime | None],
+) -> dict[str, set[str]]:
+    """For each rule just met late on an announced deadline: who its breach reached (a query
+    only for those leads, which are few)."""
+    return {
+        r.rule.value: outbox.paged(
+            session, f"{lead_id}|{r.rule.value}|{r.deadline_at.isoformat()}|", OVERDUE
+        )
+        for r in evaluation.rules
+        if r.state is RuleState.MET_LATE
+        and r.deadline_at is not None
+        and announced.get(r.rule.value) == r.deadline_at
+    }
 
 
 #: How long a lead waits for its owner to be synced before it is judged without one (the

@@ -10,7 +10,7 @@ is a new notification. No I/O: the evaluate stage writes the drafts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -66,6 +66,11 @@ def resolve_recipient(who: str, facts: LeadFacts, team: Team) -> str | None:
     return f"email:{who.lower()}"
 
 
+def _configured(recipient: str) -> str:
+    """An outbox address as a configured recipient: ``email:x`` → ``x``; a channel as is."""
+    return recipient.removeprefix("email:")
+
+
 class _Due(NamedTuple):
     """One notice the verdict calls for, before it is addressed."""
 
@@ -85,26 +90,31 @@ def drafts_for(
     team: Team,
     escalation: EscalationPolicy,
     announced_breaches: Mapping[str, datetime | None],
+    paged: Mapping[str, Collection[str]] | None = None,
 ) -> list[Draft]:
     """Notifications due for one lead now.
 
     ``announced_breaches`` maps a rule to the deadline whose breach was already announced (from
-    the previous findings); a rule now met late on that deadline gets a resolved notice.
+    the previous findings); a rule now met late on that deadline gets a resolved notice, to the
+    rep and to everyone ``paged`` about it (rule → outbox recipients the breach reached).
     """
     due = [
-        *_rule_notices(evaluation, escalation, announced_breaches),
+        *_rule_notices(evaluation, escalation, announced_breaches, paged or {}),
         *_escalation_notices(evaluation, facts),
     ]
     drafts = (_addressed(evaluation, facts, team, d) for d in due)
-    return [draft for draft in drafts if draft is not None]
+    unique = {draft.dedup_key: draft for draft in drafts if draft is not None}
+    return list(unique.values())
 
 
 def _rule_notices(
     evaluation: LeadEvaluation,
     escalation: EscalationPolicy,
     announced_breaches: Mapping[str, datetime | None],
+    paged: Mapping[str, Collection[str]],
 ) -> Iterator[_Due]:
-    """Warnings to the rep, and "done, late" for a breach that was announced."""
+    """Warnings to the rep, and "done, late" for a breach that was announced: to the rep and
+    to everyone it reached (the manager, a channel), so whoever was paged hears it is handled."""
     for result in evaluation.rules:
         rule = result.rule.value
         if result.state is RuleState.WARNING and result.deadline_at is not None:
@@ -120,7 +130,8 @@ def _rule_notices(
             and announced == result.deadline_at
         ):
             since = result.met_at or announced
-            yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, "rep", result.detail, since)
+            for who in ("rep", *sorted(_configured(r) for r in paged.get(rule, ()))):
+                yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, who, result.detail, since)
 
 
 def _escalation_notices(evaluation: LeadEvaluation, facts: LeadFacts) -> Iterator[_Due]:

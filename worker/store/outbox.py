@@ -357,26 +357,27 @@ def counts_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
-def announced(session: Session, key_prefix: str, kinds: Iterable[str]) -> bool:
-    """Whether a notice of one of ``kinds`` whose dedup key starts with ``key_prefix`` (lead,
-    rule, deadline) went out."""
-    found = session.scalar(
-        select(OutboxRow.id)
-        .where(
-            OutboxRow.dedup_key.startswith(key_prefix, autoescape=True),
-            OutboxRow.kind.in_(list(kinds)),
-            OutboxRow.status == Status.SENT,
+def paged(session: Session, key_prefix: str, kinds: Iterable[str]) -> set[str]:
+    """Who was sent a notice of one of ``kinds`` whose dedup key starts with ``key_prefix``
+    (lead, rule, deadline): the recipients a "done, late" goes to, empty when nobody heard."""
+    return set(
+        session.scalars(
+            select(OutboxRow.recipient)
+            .where(
+                OutboxRow.dedup_key.startswith(key_prefix, autoescape=True),
+                OutboxRow.kind.in_(list(kinds)),
+                OutboxRow.status == Status.SENT,
+            )
+            .distinct()
         )
-        .limit(1)
     )
-    return found is not None
 
 
 def prune(session: Session, before: datetime) -> int:
     """Delete finished rows created before ``before`` whose news cannot come back.
 
     The outbox is also the memory that keeps a notice from going out twice (its dedup key) and
-    that tells a "done, late" from news nobody heard (``announced``). So a row stays, however
+    that tells a "done, late" from news nobody heard (``paged``). So a row stays, however
     old, while its lead's rule is still in warning or breached (the evaluate stage would write
     the same key again) and while any notice about its lead is still waiting to be sent. The
     notification log of Alertmanager has the same shape: a retention longer than any repeat.
