@@ -98,6 +98,23 @@ def test_exactly_the_eligible_leads_are_recycled_with_the_right_properties(
     assert outcomes["Deal Lead"] == "skipped: lifecycle stage opportunity"
 
 
+def test_a_stale_lead_without_its_touches_is_escalated_not_recycled(
+    world: World, ctx: Context
+) -> None:
+    world.slack.add_channel("C0MKT", "marketing-ops")
+    world.add_rep()
+    lead = world.add_lead(assigned_ago=timedelta(days=5), name="Half Worked")
+    world.add_call(lead, at=world.clock.now - timedelta(days=5) + timedelta(minutes=20))
+    run_once(ctx)
+    summary = run_stage(ctx, "recycle")
+    assert (summary.due, summary.recycled) == (0, 0)  # one of two touches: not marketing's yet
+    assert world.hubspot.contact(lead)["hs_lead_status"] == "OPEN"
+    overdue = [m for m in world.slack.dms_to("U0LENA") if "Follow-up" in m.text]
+    assert overdue  # sales' breach goes up the ladder instead: the rep, then the manager
+    assert any("Half Worked" in m.text + str(m.blocks) for m in world.slack.dms_to("U0MIKE"))
+    assert world.slack.messages_in("marketing-ops") == []
+
+
 def test_the_rep_and_marketing_hear_of_it_once(world: World, ctx: Context) -> None:
     _setup(world)
     run_once(ctx)

@@ -400,6 +400,9 @@ class PolicyConfig(_Strict):
     recycle_after: Span | None = None
     pause_statuses: list[str] = Field(default_factory=list)
     return_statuses: list[str] = Field(default_factory=list)
+    #: Recycle stale leads that never got the follow-up's touches too (default: they stay
+    #: with the rep and their follow-up breach escalates).
+    recycle_untouched: bool = False
 
     def to_engine(self) -> Policy:
         follow_up = (
@@ -418,6 +421,7 @@ class PolicyConfig(_Strict):
             recycle_after=self.recycle_after,
             pause_statuses=frozenset(self.pause_statuses),
             return_statuses=frozenset(self.return_statuses),
+            recycle_untouched=self.recycle_untouched,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from tests.sla.sla_factories import (
@@ -18,6 +19,7 @@ from tests.sla.sla_factories import (
 from worker.sla import (
     BusinessSpan,
     LeadEvaluation,
+    Policy,
     Rule,
     RuleResult,
     RuleState,
@@ -36,8 +38,14 @@ def ny(day: int, hour: int, minute: int = 0, month: int = 1) -> datetime:
     return local(NEW_YORK, 2026, month, day, hour, minute)
 
 
-def evaluate(touches: list[Touch], now: datetime, the_lead: Lead | None = None) -> LeadEvaluation:
-    return evaluate_lead(the_lead or lead(MONDAY), touches, HOT, AMER, RULES, ESCALATION, now)
+def evaluate(
+    touches: list[Touch], now: datetime, the_lead: Lead | None = None, policy: Policy = HOT
+) -> LeadEvaluation:
+    return evaluate_lead(the_lead or lead(MONDAY), touches, policy, AMER, RULES, ESCALATION, now)
+
+
+#: HOT, except that stale leads go back to marketing without the follow-up's six touches.
+HOT_RECYCLES_UNTOUCHED = replace(HOT, recycle_untouched=True)
 
 
 def rule(evaluation: LeadEvaluation, which: Rule) -> RuleResult:
@@ -166,7 +174,7 @@ def test_return_after_the_minimum_open_time_with_the_touches_is_met() -> None:
 
 
 def test_recycle_is_due_21_business_days_after_the_window_without_a_touch() -> None:
-    touches = daily_calls(4)
+    touches = daily_calls(6)
     due = AMER.advance(WINDOW_END, BusinessSpan(days=21))
     before = evaluate(touches, due - timedelta(microseconds=1))
     assert not before.recycle_due
@@ -174,22 +182,38 @@ def test_recycle_is_due_21_business_days_after_the_window_without_a_touch() -> N
     after = evaluate(touches, due)
     assert after.recycle_due
     assert after.recycle_reason == (
-        "no touch for 21 business days after the follow-up window; 4 of 6 touches"
+        "no touch for 21 business days after the follow-up window; 6 of 6 touches"
     )
+
+
+def test_a_stale_lead_without_its_touches_stays_with_sales_and_escalates() -> None:
+    # Four of six touches: sales did not keep its promise, so marketing does not get the lead
+    # back; the follow-up breach keeps escalating (its repeats) instead of a silent recycle.
+    much_later = AMER.advance(WINDOW_END, BusinessSpan(days=40))
+    evaluation = evaluate(daily_calls(4), much_later)
+    assert not evaluation.recycle_due
+    assert rule(evaluation, Rule.FOLLOW_UP).state is RuleState.BREACHED
+    (follow_up,) = [e for e in evaluation.escalations if e.rule is Rule.FOLLOW_UP]
+    assert follow_up.repeat > 0 and follow_up.next_at is not None
+    recycled = evaluate(daily_calls(4), much_later, policy=HOT_RECYCLES_UNTOUCHED)
+    assert recycled.recycle_due  # where the agreement says so, it goes back all the same
+    assert recycled.recycle_reason is not None and "4 of 6 touches" in recycled.recycle_reason
 
 
 def test_a_touch_after_the_window_postpones_recycling() -> None:
     touches = [*daily_calls(4), call(ny(3, 11, month=2))]
     due = AMER.advance(ny(3, 11, month=2), BusinessSpan(days=21))
-    assert not evaluate(touches, due - timedelta(seconds=1)).recycle_due
-    assert evaluate(touches, due).recycle_reason == (
+    untouched = HOT_RECYCLES_UNTOUCHED
+    assert not evaluate(touches, due - timedelta(seconds=1), policy=untouched).recycle_due
+    assert evaluate(touches, due, policy=untouched).recycle_reason == (
         "no touch for 21 business days after the last touch; 5 of 6 touches"
     )
 
 
 def test_a_paused_lead_is_not_recycled() -> None:
     paused = lead(MONDAY, status="BAD_TIMING", history=((ny(2, 9, month=2), "BAD_TIMING"),))
-    assert not evaluate(daily_calls(4), ny(1, 9, month=6), paused).recycle_due
+    assert not evaluate(daily_calls(6), ny(1, 9, month=6), paused).recycle_due
+    assert evaluate(daily_calls(6), ny(1, 9, month=6)).recycle_due  # but for the pause
 
 
 def test_explain_tells_the_story_in_order() -> None:

@@ -519,6 +519,10 @@ def _recycle(
     """Whether the lead is due to go back to marketing nurturing, and why in words."""
     if cp.recycle_after is None or f.returned is not None or f.paused_now:
         return False, None
+    if len(f.times) < cp.touches and not cp.policy.recycle_untouched:
+        # Marketing gets a lead back only after sales kept its promise of touches; until then
+        # the follow-up breach escalates (a new touch makes the lead judged again).
+        return False, None
     cal = f.calendar
     due = f.start
     if cp.min_open is not None:

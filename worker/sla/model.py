@@ -100,6 +100,9 @@ class Policy:
     recycle_after: BusinessSpan | None = None
     pause_statuses: frozenset[str] = frozenset()
     return_statuses: frozenset[str] = frozenset()  # "returned to marketing" (disqualified…)
+    #: Recycle a stale lead that never got the follow-up's touches too. By default it is not:
+    #: the touches are sales' promise, so it stays with its rep and its breach escalates.
+    recycle_untouched: bool = False
 
 
 @dataclass(frozen=True, slots=True)
