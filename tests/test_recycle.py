@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e.world import CONFIG, World, make_world, outbox_rows
+from tests.test_cli import run as run_cli
 from worker.pipeline import recycle
 from worker.pipeline.context import Context
 from worker.pipeline.stages import run_once, run_stage
@@ -152,6 +153,42 @@ def test_undo_restores_the_previous_values(world: World, ctx: Context) -> None:
     assert stale["hubspot_owner_id"] == "101"
     with ctx.sessions() as session:
         assert [a.outcome for a in session.scalars(select(RecycleAudit))] == ["undone"]
+
+
+def test_undo_skips_and_lists_a_lead_changed_in_the_crm_since_the_run(
+    world: World, ctx: Context
+) -> None:
+    world.add_rep()
+    leads = [_worked_lead(world, f"Stale N{i}") for i in range(2)]
+    run_once(ctx)
+    run_id = run_stage(ctx, "recycle").run_id
+    # Marketing passes one of them to another rep before anyone undoes the run.
+    world.hubspot.upsert_contact(leads[0], hubspot_owner_id="102", hs_lead_status="NEW")
+    restored = recycle.run_undo(ctx, ctx.clock(), run_id)
+    assert (restored.recycled, restored.skipped) == (1, 1)
+    skipped = next(i for i in restored.items if i.lead_id == leads[0])
+    assert skipped.outcome.startswith("skipped: changed in the CRM since the run")
+    assert "hubspot_owner_id" in skipped.outcome and "hs_lead_status" in skipped.outcome
+    assert world.hubspot.contact(leads[0])["hubspot_owner_id"] == "102"  # not overwritten
+    assert world.hubspot.contact(leads[1])["hubspot_owner_id"] == "101"  # restored
+
+
+def test_a_dry_run_undo_lists_and_writes_nothing(world: World, ctx: Context) -> None:
+    leads = _setup(world)
+    run_once(ctx)
+    run_id = run_stage(ctx, "recycle").run_id
+    recycled = world.hubspot.contact(leads["stale"])
+    preview = recycle.run_undo(ctx, ctx.clock(), run_id, dry_run=True)
+    assert [(i.lead_id, i.outcome) for i in preview.items] == [(leads["stale"], "would restore")]
+    assert world.hubspot.contact(leads["stale"]) == recycled
+    with ctx.sessions() as session:
+        assert [a.outcome for a in session.scalars(select(RecycleAudit))] == ["done"]
+
+
+def test_undo_of_an_unknown_run_says_so_and_fails(world: World) -> None:
+    done = run_cli("recycle", "--undo", "no-such-run", env=world.env())
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no recycle run 'no-such-run'" in done.stdout
 
 
 def test_a_dry_run_writes_nothing(world: World, ctx: Context) -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -23,6 +24,9 @@ from worker.errors import ConfigError, SlaWorkerError
 from worker.pipeline.context import open_context
 from worker.settings import Settings
 from worker.store.db import normalise_url
+
+if TYPE_CHECKING:
+    from worker.pipeline.recycle import RecycleItem
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -237,17 +241,36 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
             print("recycling is off: the config has no recycle: section")
             return EXIT_OK
         if undo_run:
-            summary = recycle.run_undo(ctx, ctx.clock(), undo_run)
+            summary = recycle.run_undo(ctx, ctx.clock(), undo_run, dry_run=dry_run)
         else:
             summary = recycle.run(ctx, ctx.clock(), dry_run=dry_run)
     if summary.already_running:
         print("another worker is recycling right now; nothing was changed, try again later")
         return EXIT_FAILED
+    if summary.unknown_run:
+        print(f"no recycle run {undo_run!r}: a run id is printed by each recycle run")
+        return EXIT_FAILED
+    _print_items(summary.items)
     if undo_run:
-        print(f"run {undo_run}: {summary.recycled} leads restored, {summary.failed} failed")
+        verb = "would be restored" if dry_run else "restored"
+        print(
+            f"run {undo_run}: {summary.recycled} leads {verb}, {summary.skipped} skipped "
+            f"(changed since the run), {summary.failed} failed"
+        )
         return EXIT_OK if summary.failed == 0 else EXIT_FAILED
     verb = "would recycle" if dry_run else "recycled"
-    for item in summary.items:
+    print(
+        f"run {summary.run_id}: {summary.due} due, "
+        f"{summary.recycled} {verb}, "
+        f"{summary.skipped} skipped, {summary.failed} failed, {summary.waiting} over the cap"
+        + ("" if dry_run else f"; undo with: sla-worker recycle --undo {summary.run_id}")
+    )
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+
+
+def _print_items(items: Sequence[RecycleItem]) -> None:
+    """One lead a line, then why and what changes (before → after)."""
+    for item in items:
         changes = ", ".join(
             f"{name} {item.before.get(name) or '∅'} → {value or '∅'}"
             for name, value in item.after.items()
@@ -257,13 +280,6 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
             print(f"               because {item.reason}")
         if changes:
             print(f"               {changes}")
-    print(
-        f"run {summary.run_id}: {summary.due} due, "
-        f"{summary.recycled} {verb}, "
-        f"{summary.skipped} skipped, {summary.failed} failed, {summary.waiting} over the cap"
-        + ("" if dry_run else f"; undo with: sla-worker recycle --undo {summary.run_id}")
-    )
-    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 
 def _health(settings: Settings) -> int:

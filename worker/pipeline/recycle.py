@@ -62,6 +62,8 @@ class RecycleSummary(Summary):
     waiting: int = 0  # due but over the per-run cap
     #: Skipped: another worker is recycling (a lease, as for sync).
     already_running: bool = False
+    #: ``--undo``: no run has this id.
+    unknown_run: bool = False
     items: list[RecycleItem] = field(default_factory=list, metadata=DETAIL)
 
 
@@ -84,8 +86,11 @@ def run(ctx: Context, now: datetime, *, dry_run: bool = False) -> RecycleSummary
     )
 
 
-def run_undo(ctx: Context, now: datetime, run_id: str) -> RecycleSummary:
-    """Write back the values recycle run ``run_id`` replaced (under the recycle lease)."""
+def run_undo(ctx: Context, now: datetime, run_id: str, *, dry_run: bool = False) -> RecycleSummary:
+    """Write back the values recycle run ``run_id`` replaced (under the recycle lease); a dry
+    run only lists what would be restored."""
+    if dry_run:
+        return undo(ctx.crm, ctx.sessions, run_id, now, dry_run=True)
     return alone(
         ctx.sessions,
         "recycle",
@@ -270,28 +275,55 @@ def _record_outcomes(
 
 
 def undo(
-    crm: CrmClient, sessions: Callable[[], Session], run_id: str, now: datetime
+    crm: CrmClient,
+    sessions: Callable[[], Session],
+    run_id: str,
+    now: datetime,
+    *,
+    dry_run: bool = False,
 ) -> RecycleSummary:
-    """Write back the values a run replaced; the audit rows are marked undone."""
-    summary = RecycleSummary(run_id, dry_run=False)
+    """Write back the values a run replaced, for each lead the CRM still shows as the run left
+    it: a lead changed since (reassigned, re-qualified) is skipped and listed, never
+    overwritten. The audit rows are marked undone. A dry run lists and writes nothing."""
+    summary = RecycleSummary(run_id, dry_run=dry_run)
     with session_scope(sessions) as session:
-        audits = list(
-            session.scalars(
-                select(RecycleAudit).where(
-                    RecycleAudit.run_id == run_id,
-                    RecycleAudit.outcome.in_(("done", "writing")),
-                )
-            ).all()
-        )
+        audits = list(session.scalars(select(RecycleAudit).where(RecycleAudit.run_id == run_id)))
+        names = {a.lead_id: _stored_name(session, a.lead_id) for a in audits}
     if not audits:
+        summary.unknown_run = True
         return summary
-    result = crm.update_leads({a.lead_id: dict(a.before) for a in audits})
+    audits = [a for a in audits if a.outcome in ("done", "writing")]
+    current = crm.get_leads([a.lead_id for a in audits]) if audits else {}
+    restore: list[RecycleAudit] = []
+    for audit in audits:
+        item = RecycleItem(
+            audit.lead_id,
+            names[audit.lead_id],
+            audit.owner_id or "none",
+            audit.reason,
+            dict(audit.after),
+            dict(audit.before),
+            "would restore" if dry_run else "restored",
+        )
+        changed = _changed_since(current.get(audit.lead_id), audit)
+        if changed:
+            summary.skipped += 1
+            item.outcome = f"skipped: {changed}"
+        else:
+            restore.append(audit)
+        summary.items.append(item)
+    if dry_run or not restore:
+        summary.recycled = len(restore) if dry_run else 0
+        return summary
+    result = crm.update_leads({a.lead_id: dict(a.before) for a in restore})
+    failed_items = {i.lead_id: i for i in summary.items}
     with session_scope(sessions) as session:
-        for audit in audits:
+        for audit in restore:
             row = session.get(RecycleAudit, audit.id)
             assert row is not None
             if audit.lead_id in result.failed:
                 row.detail = f"undo failed: {result.failed[audit.lead_id]}"
+                failed_items[audit.lead_id].outcome = f"failed: {result.failed[audit.lead_id]}"
                 summary.failed += 1
                 continue
             row.outcome = "undone"
@@ -301,6 +333,29 @@ def undo(
                 stored.dirty = True
             summary.recycled += 1
     return summary
+
+
+def _stored_name(session: Session, lead_id: str) -> str:
+    lead = session.get(Lead, lead_id)
+    return lead.display_name if lead is not None else "(no longer stored)"
+
+
+def _changed_since(lead: CrmLead | None, audit: RecycleAudit) -> str | None:
+    """Why the CRM no longer shows the lead as the run left it (None: it does). A run that
+    stopped mid-write (``writing``) may have left a property cleared or untouched too."""
+    if lead is None:
+        return "no longer in the CRM"
+    changed = []
+    for name, written in audit.after.items():
+        value = _current_value(lead, name)
+        allowed = {written}
+        if audit.outcome == "writing":
+            allowed |= {"", str(audit.before.get(name) or "")}
+        if value not in allowed:
+            changed.append(name)
+    if not changed:
+        return None
+    return f"changed in the CRM since the run ({', '.join(sorted(changed))})"
 
 
 def _properties_to_write(config: RecycleConfig, reason: str) -> dict[str, str]:
