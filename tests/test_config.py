@@ -129,6 +129,39 @@ def test_durations_become_business_spans() -> None:
         ),
         # a required section missing
         ({"policies": None}, "policies"),
+        # a deadline of no time at all
+        (
+            {"policies": [{"name": "p", "first_touch": "0m"}]},
+            "policies[0].first_touch: must be longer than 0",
+        ),
+        # a warning that would come before the clock starts
+        (
+            {"policies": [{"name": "p", "first_touch": "1h", "warn_before": "2h"}]},
+            "policies[0]: warn_before (2 business hours) must be shorter than first_touch",
+        ),
+        # escalation levels out of order
+        (
+            {"escalation": [{"after": "3h", "notify": "rep"}, {"after": "2h", "notify": "rep"}]},
+            "escalation[1].after: 2 business hours falls due before escalation[0]",
+        ),
+        # a company day off that is no date
+        (
+            {
+                "calendars": {
+                    "emea": {
+                        "timezone": "Europe/Berlin",
+                        "hours": {"mon-fri": "09:00-17:00"},
+                        "closed": ["2026-12-32"],
+                    }
+                }
+            },
+            "calendars.emea.closed[0]: ",
+        ),
+        # every bad digest time, not only the first
+        (
+            {"schedules": {"digest": ["9am", "25:00"]}},
+            '"9am" is not a time of day like 09:00; "25:00" is not a time of day',
+        ),
     ],
 )
 def test_a_config_mistake_names_its_key_path(change: dict[str, Any], expected: str) -> None:
@@ -223,3 +256,13 @@ def test_a_cron_line_beat_cannot_run_is_refused_with_its_key() -> None:
 def test_a_crm_provider_that_is_not_built_is_refused_with_its_key() -> None:
     errors = errors_of(minimal(crm={"provider": "salesforce"}))
     assert 'crm.provider: "salesforce" is not supported yet' in errors
+
+
+def test_a_date_that_does_not_exist_in_the_yaml_is_an_error_with_its_key(tmp_path: Path) -> None:
+    text = (ROOT / "config/sla.yaml").read_text().replace("2026-12-24", "2026-12-32")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r"calendars\.emea\.closed\[0\]"):
+        load_config(bad)
+    good = load_config(ROOT / "config/sla.yaml")
+    assert all(type(d).__name__ == "date" for d in good.calendars["emea"].closed)

@@ -174,8 +174,14 @@ class SchedulesConfig(_Strict):
     @field_validator("digest")
     @classmethod
     def _times_of_day(cls, value: list[str]) -> list[str]:
+        problems = []
         for text in value:
-            _time_of_day(text)
+            try:
+                _time_of_day(text)
+            except ValueError as e:
+                problems.append(str(e))
+        if problems:
+            raise ValueError("; ".join(problems))
         return sorted(value, key=_time_of_day)
 
     def digest_minutes(self) -> list[int]:
@@ -383,10 +389,26 @@ class MatchConfig(_Strict):
         )
 
 
+def _not_zero(value: BusinessSpan | None) -> BusinessSpan | None:
+    if value is not None and value.is_zero:
+        raise ValueError("must be longer than 0 (leave the key out to have no such rule)")
+    return value
+
+
+def _not_shorter(a: BusinessSpan, b: BusinessSpan) -> bool:
+    """``a`` is at least as long as ``b`` on any calendar (days and open time both ≥)."""
+    return a.days >= b.days and a.time >= b.time
+
+
 class FollowUpConfig(_Strict):
     touches: PositiveInt
     within: Span
     max_gap: Span | None = None
+
+    @field_validator("within", "max_gap")
+    @classmethod
+    def _longer_than_zero(cls, value: BusinessSpan | None) -> BusinessSpan | None:
+        return _not_zero(value)
 
 
 class PolicyConfig(_Strict):
@@ -403,6 +425,21 @@ class PolicyConfig(_Strict):
     #: Recycle stale leads that never got the follow-up's touches too (default: they stay
     #: with the rep and their follow-up breach escalates).
     recycle_untouched: bool = False
+
+    @field_validator("first_touch", "warn_before", "min_open", "recycle_after")
+    @classmethod
+    def _longer_than_zero(cls, value: BusinessSpan | None) -> BusinessSpan | None:
+        return _not_zero(value)
+
+    @model_validator(mode="after")
+    def _warning_before_its_deadline(self) -> PolicyConfig:
+        warn, deadline = self.warn_before, self.first_touch
+        if warn is not None and deadline is not None and _not_shorter(warn, deadline):
+            raise ValueError(
+                f"warn_before ({warn.in_words()}) must be shorter than first_touch "
+                f"({deadline.in_words()}): the warning would come before the clock starts"
+            )
+        return self
 
     def to_engine(self) -> Policy:
         follow_up = (
@@ -578,6 +615,14 @@ class SlaConfig(_Strict):
                 f"policies[{len(self.policies) - 1}].match: the last policy must match every "
                 "lead (leave out match) so that no lead goes unjudged"
             )
+        for index in range(1, len(self.escalation)):
+            before, after = self.escalation[index - 1].after, self.escalation[index].after
+            if before != after and _not_shorter(before, after):
+                problems.append(
+                    f"escalation[{index}].after: {after.in_words()} falls due before "
+                    f"escalation[{index - 1}] ({before.in_words()}); list the levels in the "
+                    "order they fall due"
+                )
         for index, level in enumerate(self.escalation):
             for recipient in level.notify:
                 if recipient == "manager" and any(t.manager is None for t in self.teams.values()):
@@ -752,6 +797,17 @@ def parse_config(data: Any, source: str = "config") -> SlaConfig:
         raise ConfigError("\n".join(format_validation_error(e))) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, except that dates stay text: ``2026-12-32`` is then reported by
+    key path like any other bad value, instead of failing inside the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_config(path: Path | str) -> SlaConfig:
     """Read and validate the YAML file; ConfigError lists every problem with its key path."""
     path = Path(path)
@@ -760,7 +816,7 @@ def load_config(path: Path | str) -> SlaConfig:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader (see _Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
