@@ -19,7 +19,7 @@ def test_a_shorter_first_touch_deadline_applies_to_leads_already_stored(
     assert world.slack.messages == []
     world.clock.advance(timedelta(minutes=1))
     config = world.config_path.read_text()
-    world.config_path.write_text(config.replace("first_touch: 1h", "first_touch: 10m"))
+    world.config_path.write_text(config.replace("first_touch: 1h", "first_touch: 20m"))
     with world.context() as changed:  # the worker reads the edited file
         result = run_once(changed)
     evaluated = result["evaluate"]

@@ -4,7 +4,8 @@
 module. Importing it has no side effects: the app reads the environment and the config when
 Celery first needs its configuration (worker or beat start), through ``add_defaults``. Run
 exactly one beat (docker-compose does). A bad config stops start-up with the key path in the
-error rather than a beat that schedules nothing.
+error rather than a beat that schedules nothing; a running beat follows later edits of the file
+(``worker.beat``), refusing invalid ones.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from worker.config import load_config
+from worker.config import SlaConfig, load_config
 from worker.schedules import parse_schedule
 from worker.settings import Settings
 
@@ -31,9 +32,8 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
-def celery_config(settings: Settings) -> dict[str, object]:
-    """Broker, beat schedule and delivery guarantees from the settings and the config."""
-    config = load_config(settings.config_path)
+def beat_schedule(config: SlaConfig) -> dict[str, dict[str, object]]:
+    """Celery beat's schedule from the config's ``schedules`` (and recycle's, marketing's)."""
     schedule: dict[str, dict[str, object]] = {}
     for name in TASKS:
         every = getattr(config.schedules, name)
@@ -60,9 +60,16 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "task": "worker.tasks.report",
             "schedule": parse_schedule(config.marketing.schedule),
         }
+    return schedule
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    """Broker, beat schedule and delivery guarantees from the settings and the config."""
     return dict(
         broker_url=settings.broker_url,
-        beat_schedule=schedule,
+        beat_schedule=beat_schedule(load_config(settings.config_path)),
+        # Beat follows the config file while it runs (worker/beat.py).
+        beat_scheduler="worker.beat:ReloadingScheduler",
         beat_schedule_filename=os.environ.get(
             "SLA_BEAT_SCHEDULE",
             str(Path(tempfile.gettempdir()) / "sla-worker-celerybeat-schedule"),
@@ -86,10 +93,16 @@ class _LazyConfig:
     settings: Settings | None = None
 
     def __call__(self) -> dict[str, object]:
-        return celery_config(self.settings or Settings.from_env())
+        return celery_config(current_settings())
 
 
 _lazy_config = _LazyConfig()
+
+
+def current_settings() -> Settings:
+    """The settings the app is configured from: :func:`configure`'s, else the environment."""
+    return _lazy_config.settings or Settings.from_env()
+
 
 #: The app ``celery -A worker.celery_app`` finds; configured on first use.
 app = Celery("sla_worker", include=["worker.tasks"])

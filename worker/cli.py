@@ -283,22 +283,45 @@ def _print_items(items: Sequence[RecycleItem]) -> None:
 
 
 def _health(settings: Settings) -> int:
-    from worker.store import outbox
-    from worker.store.db import session_scope
+    """What the workers recorded (CRM, Slack, config), the config file as it is now, and the
+    outbox; exit 1 when a part is failing. Needs no valid config: it says when it is not."""
+    from datetime import UTC, datetime
 
-    with open_context(settings) as ctx, session_scope(ctx.sessions) as session:
-        checks = outbox.health(session)
-        counts = outbox.counts_by_status(session)
-    for check in checks:
-        state = "ok" if check.ok else "FAILING"
-        detail = f": {check.detail}" if check.detail else ""
-        print(f"{check.component}: {state} since {check.updated_at:%Y-%m-%d %H:%M} UTC{detail}")
+    from worker.config import load_config
+    from worker.store import outbox
+    from worker.store.db import make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            checks = {c.component: (c.ok, c.updated_at, c.detail) for c in outbox.health(session)}
+            counts = outbox.counts_by_status(session)
+    finally:
+        engine.dispose()
+    try:
+        load_config(settings.config_path)
+    except ConfigError as e:
+        # The file on disk is what the next run reads: its state wins over the stored one,
+        # but "since" is when a worker first saw it invalid (else now).
+        ok, since, _ = checks.get("config", (True, None, ""))
+        first_seen = since if not ok and since is not None else datetime.now(UTC)
+        checks["config"] = (False, first_seen, f"{e} (the workers run the last good config)")
+    else:
+        if "config" in checks:
+            ok, since, _ = checks["config"]
+            checks["config"] = (True, since if ok else datetime.now(UTC), "")
+    for component, (ok, since, detail) in sorted(checks.items()):
+        state = "ok" if ok else "FAILING"
+        if component == "config" and not ok:
+            state = "invalid"
+        text = f": {detail}" if detail else ""
+        print(f"{component}: {state} since {since:%Y-%m-%d %H:%M} UTC{text}")
     print(
         "outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if counts
         else "outbox: empty"
     )
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+    return EXIT_OK if all(ok for ok, _, _ in checks.values()) else EXIT_FAILED
 
 
 def _run_once(settings: Settings, *, dry_run: bool) -> int:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.config import Agreement, load_agreement
+from worker.config import Agreement
+from worker.config_source import ConfigSource
 from worker.crm.client import CrmClient
 from worker.errors import ConfigError
 from worker.settings import Settings
@@ -33,7 +34,8 @@ def utc_now() -> datetime:
 @dataclass
 class Context:
     settings: Settings
-    agreement: Agreement
+    #: The config file, reloaded at each stage's start (see worker/config_source.py).
+    config: ConfigSource
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime] = utc_now
@@ -41,6 +43,24 @@ class Context:
     pacer: ChannelPacer = field(default_factory=ChannelPacer)
     _crm: CrmClient | None = None
     _slack: SlackSender | None = None
+
+    @property
+    def agreement(self) -> Agreement:
+        """The agreement in force: the config file as last read and found valid."""
+        return self.config.agreement
+
+    def reload(self, now: datetime) -> None:
+        """Take the config file as it is now, if it changed and is valid (the CRM client, which
+        depends on it, is made again); record an invalid one for ``health``."""
+        if self.config.refresh(now):
+            self._crm = None
+        from worker.store import outbox
+        from worker.store.db import session_scope
+
+        error = self.config.error
+        detail = "" if error is None else f"{self.config.path} is invalid: {error}"
+        with session_scope(self.sessions) as session:
+            outbox.set_health(session, "config", error is None, detail, now)
 
     @property
     def crm(self) -> CrmClient:
@@ -63,11 +83,11 @@ def open_context(
     pacer: ChannelPacer | None = None,
 ) -> Iterator[Context]:
     """Load the config, open the database; the database's connections close on exit."""
-    agreement = load_agreement(settings.config_path)
+    config = ConfigSource(settings.config_path)
     engine = make_engine(settings.database_url)
     try:
         yield Context(
-            settings, agreement, engine, make_sessionmaker(engine), clock, pacer or ChannelPacer()
+            settings, config, engine, make_sessionmaker(engine), clock, pacer or ChannelPacer()
         )
     finally:
         engine.dispose()

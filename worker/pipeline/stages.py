@@ -38,8 +38,11 @@ ONCE = ("sync", "evaluate", "deliver")
 
 
 def run_stage(ctx: Context, name: str, **options: Any) -> Summary:
-    """Run the stage ``name`` now, reading the clock once."""
-    return STAGES[name](ctx, ctx.clock(), **options)
+    """Run the stage ``name`` now, reading the clock once, under the config file as it is now
+    (an invalid edit is refused: the last good config runs, and ``health`` says so)."""
+    now = ctx.clock()
+    ctx.reload(now)
+    return STAGES[name](ctx, now, **options)
 
 
 def preview(ctx: Context) -> list[Post]:
