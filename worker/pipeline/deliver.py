@@ -47,6 +47,9 @@ from worker.store.outbox import Delivery
 log = logging.getLogger(__name__)
 
 LEASE_FOR = timedelta(minutes=5)
+#: News about more leads than this for one recipient in one pass goes out as one list instead
+#: of a reply in each lead's thread.
+MAX_THREAD_REPLIES = 3
 MAX_BACKOFF = timedelta(hours=1)
 #: Errors that mean "this channel cannot take messages": re-route to the fallback channel.
 CHANNEL_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
@@ -359,6 +362,11 @@ def _direct_posts(
             replies.setdefault(row.lead_id, []).append(row)
         else:
             fresh.append(row)
+    if len(replies) > MAX_THREAD_REPLIES:
+        # News about many leads at once (their daily repeats fell due together): one list,
+        # as Alertmanager repeats a whole group, rather than a reply in each lead's thread.
+        fresh = rows
+        replies = {}
 
     def post(chosen: list[OutboxRow], **where: Any) -> Post:
         message = render_notices(notices_of(chosen, target.tz))

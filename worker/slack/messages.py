@@ -138,7 +138,7 @@ def render_notices(notices: Sequence[Notice]) -> SlackMessage:
     """
     if not notices:
         raise ValueError("nothing to render")
-    ordered = sorted(notices, key=lambda n: (n.deadline_at, n.lead_name))
+    ordered = sorted(_distinct(notices)[0], key=lambda n: (n.deadline_at, n.lead_name))
     if len(ordered) == 1:
         return _render_single(ordered[0])
     return _render_list(ordered)
@@ -241,6 +241,8 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
     """
     if not notices:
         raise ValueError("nothing to render")
+    everything = notices
+    notices, stands_for = _distinct(everything)
     timezone = notices[0].timezone
     by_rep: dict[str, list[tuple[int, Notice]]] = {}
     ordered = sorted(
@@ -288,8 +290,23 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t, _ in part]
         message = SlackMessage(text=f"{title}{suffix}.", blocks=blocks)
-        rendered.append(DigestPart(message, [p for _, carries in part for p in carries]))
+        carried = [original for _, carries in part for p in carries for original in stands_for[p]]
+        rendered.append(DigestPart(message, carried))
     return rendered
+
+
+def _distinct(notices: Sequence[Notice]) -> tuple[list[Notice], list[list[int]]]:
+    """Notices that say the same thing, once each — a level long due and its latest repeat,
+    both found by the first run over a portal with history — and, for each, the positions in
+    ``notices`` it stands for (so every outbox row is still carried by the message)."""
+    index: dict[Notice, int] = {}
+    stands_for: list[list[int]] = []
+    for position, notice in enumerate(notices):
+        if notice not in index:
+            index[notice] = len(stands_for)
+            stands_for.append([])
+        stands_for[index[notice]].append(position)
+    return list(index), stands_for
 
 
 def _digest_sections(
