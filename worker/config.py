@@ -683,6 +683,10 @@ class Agreement:
             send_resolved=config.notifications.send_resolved,
         )
 
+    def watches_statuses(self) -> bool:
+        """Whether any policy judges the lead status (pauses, returns to marketing)."""
+        return any(p.pause_statuses or p.return_statuses for p in self.policies)
+
     def calendar_in_zone(self, team: str, timezone: str) -> BusinessCalendar:
         """The team's working hours and holidays read in another time zone: the hours of a
         team member whose Slack profile says they work from elsewhere (cached)."""

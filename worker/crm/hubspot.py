@@ -46,6 +46,7 @@ _SEARCH_BODY_MAX_CHARS = 3_000
 #: At most this many already-read ids are excluded from the next page's query (IN/NOT_IN take
 #: at most 100 values per filter in HubSpot's search guide, UNCONFIRMED for NOT_IN).
 _MAX_SEEN_IDS = 100
+_HISTORY_MAX_INPUTS = 50  # batch read with propertiesWithHistory (see status_histories)
 _OWNERS_MAX_LIMIT = 500
 _ASSOCIATIONS_MAX_INPUTS = 1_000  # v4 batch read (associations v4 reference)
 _BATCH_MAX_INPUTS = 100  # batch read/update of records (objects API reference)
@@ -155,6 +156,7 @@ class HubSpotClient(CrmHttpClient):
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
+        read_status_history: bool = False,
     ) -> None:
         if not token:
             raise ValueError("a HubSpot token is required")
@@ -173,6 +175,9 @@ class HubSpotClient(CrmHttpClient):
         self._token = token
         self.lead_object = lead_object
         self.field_map = field_map
+        #: Read each changed lead's status history (one batch read per 50 leads), so pauses
+        #: are exact: a pause and resume between two syncs, the real time of each change.
+        self.read_status_history = read_status_history
         self._page_size = page_size
         # Contacts carry createdate/lastmodifieddate; other objects (leads, engagements) carry
         # hs_createdate/hs_lastmodifieddate. Filtering contacts on hs_lastmodifieddate silently
@@ -207,7 +212,41 @@ class HubSpotClient(CrmHttpClient):
                 log.warning(
                     "skipping malformed HubSpot %s %s: %s", self.lead_object, _id(result), e
                 )
+        if self.read_status_history and leads:
+            histories = self.status_histories([lead.id for lead in leads])
+            leads = [
+                replace(lead, status_history=histories[lead.id]) if lead.id in histories else lead
+                for lead in leads
+            ]
         return Page(leads, next_after, skipped, resume)
+
+    def status_histories(
+        self, lead_ids: Sequence[str]
+    ) -> dict[str, tuple[tuple[datetime, str | None], ...]]:
+        """Every value the status property took, oldest first, per lead id, through batch
+        reads with ``propertiesWithHistory`` (at most 50 records a request: HubSpot refuses
+        more, "The maximum number of inputs supported in a batch request for property
+        histories is 50", PipedreamHQ/pipedream#8462). Unreadable versions are left out."""
+        status = self.field_map.status
+        path = f"/crm/v3/objects/{self.lead_object}/batch/read"
+        found: dict[str, tuple[tuple[datetime, str | None], ...]] = {}
+        unique = list(dict.fromkeys(lead_ids))
+        for start in range(0, len(unique), _HISTORY_MAX_INPUTS):
+            chunk = unique[start : start + _HISTORY_MAX_INPUTS]
+            body = {
+                "properties": [status],
+                "propertiesWithHistory": [status],
+                "inputs": [{"id": i} for i in chunk],
+            }
+            _, data = self.request_json("POST", path, json=body)
+            for result in _json_object(data, "POST", path).get("results") or []:
+                record_id = _id(result)
+                histories = result.get("propertiesWithHistory") if record_id else None
+                versions = histories.get(status) if isinstance(histories, dict) else None
+                if record_id is None or not isinstance(versions, list):
+                    continue
+                found[record_id] = tuple(sorted(_versions(versions), key=lambda v: v[0]))
+        return found
 
     def search_touches_changed_since(
         self, kind: str, since: datetime | SearchFrom, *, after: str | None = None
@@ -666,6 +705,20 @@ class HubSpotClient(CrmHttpClient):
             ),
             properties={str(k): _text(v) for k, v in props.items()},
         )
+
+
+def _versions(versions: Sequence[Any]) -> list[tuple[datetime, str | None]]:
+    """A property's versions (newest first) as (when, value); unreadable ones left out."""
+    readable = []
+    for version in versions:
+        if not isinstance(version, dict) or not isinstance(version.get("timestamp"), str):
+            continue
+        try:
+            at = parse_hubspot_datetime(version["timestamp"])
+        except ValueError:
+            continue
+        readable.append((at, _text(version.get("value"))))
+    return readable
 
 
 def _filter_groups(start: SearchFrom, modified_property: str) -> list[dict[str, Any]]:

@@ -58,6 +58,9 @@ class CrmLead:
     merged_ids: tuple[str, ...] = ()
     #: Every property the client read, raw, for completeness checks and write-back.
     properties: Mapping[str, str | None] = field(default_factory=dict)
+    #: Every status the lead had, oldest first, when the CRM's history was read (exact pause
+    #: intervals); None when it was not: the store then records a change at ``modified_at``.
+    status_history: tuple[tuple[datetime, str | None], ...] | None = None
 
     @property
     def name(self) -> str:

@@ -249,6 +249,8 @@ class _Record:
     updated_at: datetime
     archived: bool = False
     archived_at: datetime | None = None
+    #: Every value each property took, oldest first: (when, value), for propertiesWithHistory.
+    history: dict[str, list[tuple[datetime, str | None]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -904,7 +906,13 @@ class FakeHubSpot(FakeServer):
         if kind not in SEARCHABLE_TYPES:
             raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
         body = self._json_object(request)
-        inputs = _id_inputs(body, _BATCH_WRITE_MAX_INPUTS, _BATCH_LIMIT_EXCEEDED)
+        with_history = [str(p) for p in body.get("propertiesWithHistory") or []]
+        if with_history:
+            # HubSpot reads property histories for at most 50 records a request (its error,
+            # quoted in PipedreamHQ/pipedream#8462).
+            inputs = _id_inputs(body, _HISTORY_MAX_INPUTS, _HISTORY_LIMIT_EXCEEDED)
+        else:
+            inputs = _id_inputs(body, _BATCH_WRITE_MAX_INPUTS, _BATCH_LIMIT_EXCEEDED)
         requested = [str(p) for p in body.get("properties") or []]
         results: list[dict[str, Any]] = []
         missing: list[str] = []
@@ -912,8 +920,15 @@ class FakeHubSpot(FakeServer):
             record = self._objects[kind].get(str(item["id"]))
             if record is None or record.archived:
                 missing.append(str(item["id"]))
-            else:
-                results.append(self._record_json(kind, record, requested))
+                continue
+            result = self._record_json(kind, record, requested)
+            if with_history:
+                result["propertiesWithHistory"] = {
+                    name: _versions(record.history.get(name, []))
+                    for name in with_history
+                    if name in self._known[kind]
+                }
+            results.append(result)
         errors = []
         if missing:
             # Batch read answers unknown ids with 207 and one OBJECT_NOT_FOUND error listing
@@ -1248,6 +1263,7 @@ class FakeHubSpot(FakeServer):
             value = None if value == "" else value  # an empty string clears a property
             if props.get(name) != value:
                 props[name] = value
+                record.history.setdefault(name, []).append((now, value))
                 changed = True
         owner_after = props.get("hubspot_owner_id")
         if (
@@ -1456,6 +1472,20 @@ def _compare(name: str, actual: str, wanted: str) -> int | None:
 
 
 _BATCH_LIMIT_EXCEEDED = "Batch input limit exceeded: at most {limit} inputs, got {got}"
+_HISTORY_MAX_INPUTS = 50
+_HISTORY_LIMIT_EXCEEDED = (
+    "The maximum number of inputs supported in a batch request for property histories is "
+    "{limit}. Please reduce the number of items and try again (got {got})"
+)
+
+
+def _versions(history: list[tuple[datetime, str | None]]) -> list[dict[str, Any]]:
+    """A property's history as HubSpot answers it: newest version first, each with its value
+    ("" for a cleared one), timestamp and source (CRM objects guide, propertiesWithHistory)."""
+    return [
+        {"value": value or "", "timestamp": hs_datetime(at), "sourceType": "CRM_UI"}
+        for at, value in reversed(history)
+    ]
 
 
 def _id_inputs(body: dict[str, Any], limit: int, too_many: str) -> list[dict[str, Any]]:

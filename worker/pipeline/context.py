@@ -121,6 +121,8 @@ def make_crm_client(settings: Settings, agreement: Agreement) -> CrmClient:
         ),
         max_retries=3,
         limiter=limiter,
+        # Pauses and returns are read from status changes: read them exactly when they count.
+        read_status_history=agreement.watches_statuses(),
     )
 
 

@@ -161,6 +161,10 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
     fitting = (lead for lead in leads if _fits_key(Lead, "id", lead.id, "lead"))
     newest = _newest_by_id(fitting, lambda lead: lead.id)
     rows = {r.id: r for chunk in chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
+    history_of = _stored_histories(
+        session, [lead.id for lead in newest.values() if lead.status_history is not None]
+    )
+    exact: list[CrmLead] = []
     changed: set[str] = set()
     for lead in newest.values():
         row = rows.get(lead.id)
@@ -179,15 +183,58 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
             setattr(row, name, value)
         row.properties = dict(lead.properties)
         row.synced_at = now
-        if is_new or old_status != row.status:
+        if lead.status_history is not None:
+            # The CRM's own record of every status and when: exact pauses, even one paused
+            # and resumed between two syncs. It replaces what earlier syncs observed.
+            exact.append(lead)
+            differs = differs or _history_differs(history_of.get(lead.id), lead)
+        elif is_new or old_status != row.status:
             session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=row.status))
         if differs:
             row.dirty = True
             changed.add(lead.id)
+    _replace_histories(session, exact)
     merged = {m for lead in newest.values() for m in lead.merged_ids} - set(newest)
     if merged:
         mark_archived(session, merged)
     return changed
+
+
+_History = list[tuple[datetime, str | None]]
+
+
+def _stored_histories(session: Session, lead_ids: Sequence[str]) -> dict[str, _History]:
+    stored: dict[str, _History] = {}
+    for chunk in chunks(lead_ids):
+        changes = session.execute(
+            select(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.status)
+            .where(LeadStatusChange.lead_id.in_(chunk))
+            .order_by(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.id)
+        )
+        for lead_id, at, status in changes:
+            stored.setdefault(lead_id, []).append((at, status))
+    return stored
+
+
+def _history_differs(stored: _History | None, lead: CrmLead) -> bool:
+    """Whether the CRM's history tells something the store does not have yet (the lead must
+    then be judged again, although its current status is the same: a pause came and went)."""
+    assert lead.status_history is not None
+    return [(at, status) for at, status in lead.status_history] != (stored or [])
+
+
+def _replace_histories(session: Session, leads: Sequence[CrmLead]) -> None:
+    if not leads:
+        return
+    for chunk in chunks([lead.id for lead in leads]):
+        session.execute(delete(LeadStatusChange).where(LeadStatusChange.lead_id.in_(chunk)))
+    session.add_all(
+        LeadStatusChange(
+            lead_id=lead.id, at=at, status=_fit(LeadStatusChange, "status", status, lead.id)
+        )
+        for lead in leads
+        for at, status in lead.status_history or ()
+    )
 
 
 def mark_archived(session: Session, lead_ids: Iterable[str]) -> int:
