@@ -74,19 +74,16 @@ class Service:
         return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
 
-@pytest.fixture
-def world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
-    yield from make_world(tmp_path, postgres_url, send_resolved=False, clock=RealClock())
-
-
-def test_beat_and_worker_send_exactly_one_dm_and_survive_a_kill(
-    world: World, redis_url: str, tmp_path: Path
-) -> None:
+def services_env(
+    world: World, broker_url: str, tmp_path: Path, beat_state: str = "celerybeat-schedule"
+) -> dict[str, str]:
+    """The compose services' environment pointed at this world and broker, with the store
+    migrated by the compose file's own ``migrate`` command."""
     env = {
         **os.environ,
         **world.env(),
-        "BROKER_URL": redis_url,
-        "SLA_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
+        "BROKER_URL": broker_url,
+        "SLA_BEAT_SCHEDULE": str(tmp_path / beat_state),
     }
     migrate = subprocess.run(
         [str(BIN / command("migrate")[0]), *command("migrate")[1:]],
@@ -96,7 +93,18 @@ def test_beat_and_worker_send_exactly_one_dm_and_survive_a_kill(
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
+    return env
 
+
+@pytest.fixture
+def world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
+    yield from make_world(tmp_path, postgres_url, send_resolved=False, clock=RealClock())
+
+
+def test_beat_and_worker_send_exactly_one_dm_and_survive_a_kill(
+    world: World, redis_url: str, tmp_path: Path
+) -> None:
+    env = services_env(world, redis_url, tmp_path)
     world.add_rep()
     lead = world.add_lead(assigned_ago=timedelta(hours=2))
 

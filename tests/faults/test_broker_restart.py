@@ -4,7 +4,6 @@ on a free port, so the shared one is never stopped."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.e2e.world import RealClock, World, make_world
-from tests.test_integration_celery import BIN, Service, wait_until
+from tests.test_integration_celery import Service, services_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -81,16 +80,7 @@ def world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
 def test_a_worker_survives_a_redis_restart_and_goes_on_delivering(
     world: World, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        **world.env(),
-        "BROKER_URL": f"redis://127.0.0.1:{own_redis.port}/0",
-        "SLA_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
-    }
-    migrate = subprocess.run(
-        [str(BIN / "sla-worker"), "db", "upgrade"], env=env, capture_output=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    env = services_env(world, f"redis://127.0.0.1:{own_redis.port}/0", tmp_path)
     world.add_rep("101", "Lena Fischer", "U0LENA")
     world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
     beat, worker = Service("beat", env, tmp_path), Service("worker", env, tmp_path)

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.e2e.world import RealClock, World, make_world
 from tests.faults.test_broker_restart import _free_port
-from tests.test_integration_celery import BIN, Service, wait_until
+from tests.test_integration_celery import Service, services_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -101,16 +101,7 @@ def world(tmp_path: Path, own_postgres: OwnPostgres) -> Iterator[World]:
 def test_a_worker_survives_postgresql_restarts_and_goes_on_delivering(
     world: World, own_postgres: OwnPostgres, redis_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        **world.env(),
-        "BROKER_URL": redis_url,
-        "SLA_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
-    }
-    migrate = subprocess.run(
-        [str(BIN / "sla-worker"), "db", "upgrade"], env=env, capture_output=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    env = services_env(world, redis_url, tmp_path)
     world.add_rep("101", "Lena Fischer", "U0LENA")
     world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
     beat, worker = Service("beat", env, tmp_path), Service("worker", env, tmp_path)

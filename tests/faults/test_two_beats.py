@@ -4,9 +4,7 @@ rep hears about each lead once and nothing is lost."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.world import RealClock, World, make_world
-from tests.test_integration_celery import BIN, Service, wait_until
+from tests.test_integration_celery import Service, services_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -29,11 +27,7 @@ def world(tmp_path: Path, postgres_url: str) -> Iterator[World]:
 def test_two_beats_two_workers_and_a_429_storm_tell_each_rep_once(
     world: World, redis_url: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **world.env(), "BROKER_URL": redis_url}
-    migrate = subprocess.run(
-        [str(BIN / "sla-worker"), "db", "upgrade"], env=env, capture_output=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    env = services_env(world, redis_url, tmp_path)
     for rep in range(REPS):
         owner = str(300 + rep)
         world.add_rep(owner, f"Rep{rep} Seller", f"U0REP{rep}")
