@@ -50,6 +50,7 @@ def test_every_service_built_from_this_repo_reads_only_the_documented_environmen
     documented = {
         "SLA_CONFIG",
         "DATABASE_URL",
+        "DATABASE_PASSWORD",
         "BROKER_URL",
         "SLACK_BOT_TOKEN",
         "SLACK_API_URL",
@@ -66,3 +67,27 @@ def test_the_worker_healthcheck_is_a_cli_command() -> None:
     test = services()["worker"]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "sla-worker"]
     assert _parser().parse_args(test[2:]).command == "health"
+
+
+def test_the_beat_healthcheck_is_a_cli_command() -> None:
+    test = services()["beat"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "sla-worker"]
+    args = _parser().parse_args(test[2:])
+    assert args.command == "health" and args.beat
+
+
+def test_the_stack_is_hardened() -> None:
+    every = services()
+    built = {name for name, s in every.items() if "build" in s}
+    assert built == {"migrate", "worker", "beat"}
+    assert len({every[name]["image"] for name in built}) == 1  # one image, named
+    for name, service in every.items():
+        assert service.get("logging", {}).get("options", {}).get("max-size"), name
+        if name != "migrate":
+            assert service.get("restart") == "unless-stopped", name
+    for name in ("worker", "beat"):
+        assert every[name]["healthcheck"].get("start_period"), name
+    url = every["worker"]["environment"]["DATABASE_URL"]
+    assert "@" in url and ":" not in url.split("//", 1)[1].split("@", 1)[0]  # no password in it
+    ignored = (Path(__file__).resolve().parent.parent / ".dockerignore").read_text().split()
+    assert {".git", ".venv"} <= set(ignored)

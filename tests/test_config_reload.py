@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,7 @@ def test_a_running_worker_judges_under_the_edited_file_at_its_next_stage(
 def test_an_invalid_edit_is_refused_the_last_good_config_runs_and_health_says_so(
     world: World, ctx: Context, tmp_path: Path
 ) -> None:
+    world.clock.now = datetime.now(UTC)  # health judges the stages' last runs by the wall clock
     world.add_rep()
     world.add_lead(assigned_ago=timedelta(minutes=20))
     run_once(ctx)

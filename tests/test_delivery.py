@@ -190,6 +190,7 @@ def test_a_revoked_token_turns_health_red_until_delivery_works(
 ) -> None:
     from tests.test_cli import run
 
+    world.clock.now = datetime.now(UTC)  # health judges the stages' last runs by the wall clock
     world.add_rep()
     world.add_lead(assigned_ago=timedelta(hours=2))
     world.slack.fail_next("chat.postMessage", "token_revoked")

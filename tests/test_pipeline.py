@@ -3,7 +3,7 @@ and PostgreSQL: what Slack received is what the tests assert on."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -186,6 +186,7 @@ def test_a_rejected_crm_token_turns_health_red_and_loses_nothing(
 ) -> None:
     from tests.test_cli import run
 
+    world.clock.now = datetime.now(UTC)  # health judges the stages' last runs by the wall clock
     world.add_rep()
     world.add_lead(assigned_ago=timedelta(hours=2))
     world.hubspot.fail_next(

@@ -39,3 +39,16 @@ def test_tokens_never_show_in_the_settings_repr() -> None:
 
 def test_empty_variables_fall_back_to_defaults() -> None:
     assert Settings.from_env({"DATABASE_URL": "  "}).database_url == DEFAULT_DATABASE_URL
+
+
+def test_a_database_password_with_any_character_is_put_in_escaped() -> None:
+    from sqlalchemy import make_url
+
+    password = "p@ss/w:rd%40#?"
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://sla@postgres:5432/sla", "DATABASE_PASSWORD": password}
+    )
+    url = make_url(settings.database_url)
+    assert (url.username, url.password, url.host, url.database) == (
+        "sla", password, "postgres", "sla"
+    )  # fmt: skip

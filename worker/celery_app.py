@@ -70,10 +70,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         beat_schedule=beat_schedule(load_config(settings.config_path)),
         # Beat follows the config file while it runs (worker/beat.py).
         beat_scheduler="worker.beat:ReloadingScheduler",
-        beat_schedule_filename=os.environ.get(
-            "SLA_BEAT_SCHEDULE",
-            str(Path(tempfile.gettempdir()) / "sla-worker-celerybeat-schedule"),
-        ),
+        beat_schedule_filename=beat_schedule_filename(),
         task_ignore_result=True,
         # Acknowledge after the task ran: a worker killed mid-task leaves it to be redelivered.
         # Every stage is idempotent, so running one twice is harmless.
@@ -83,6 +80,13 @@ def celery_config(settings: Settings) -> dict[str, object]:
         broker_connection_retry_on_startup=True,
         timezone="UTC",
         enable_utc=True,
+    )
+
+
+def beat_schedule_filename() -> str:
+    """Where beat keeps its schedule state (``SLA_BEAT_SCHEDULE``; shelve may add suffixes)."""
+    return os.environ.get(
+        "SLA_BEAT_SCHEDULE", str(Path(tempfile.gettempdir()) / "sla-worker-celerybeat-schedule")
     )
 
 

@@ -62,7 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--beat", action="store_true", help="also run beat (one machine only)")
     worker.add_argument("--concurrency", type=int, default=2)
 
-    sub.add_parser("health", help="is delivery working? exit 1 when a part is failing")
+    health = sub.add_parser(
+        "health", help="is enforcement working? each part with its reason; exit 1 when one fails"
+    )
+    health.add_argument("--json", action="store_true", help="one JSON object per check")
+    health.add_argument(
+        "--offline", action="store_true", help="do not ask the CRM and Slack (stored state only)"
+    )
+    health.add_argument(
+        "--beat", action="store_true", help="check this machine's beat instead (its healthcheck)"
+    )
 
     backtest = sub.add_parser(
         "backtest", help="judge stored leads under a candidate config and show what changes"
@@ -139,7 +148,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("database schema is up to date")
         return EXIT_OK
     if command == "health":
-        return _health(settings)
+        return _health(settings, as_json=args.json, beat=args.beat, live=not args.offline)
     if command == "backtest":
         return _backtest(settings, Path(args.candidate), args.at)
     if command == "report":
@@ -282,46 +291,21 @@ def _print_items(items: Sequence[RecycleItem]) -> None:
             print(f"               {changes}")
 
 
-def _health(settings: Settings) -> int:
-    """What the workers recorded (CRM, Slack, config), the config file as it is now, and the
-    outbox; exit 1 when a part is failing. Needs no valid config: it says when it is not."""
+def _health(settings: Settings, *, as_json: bool, beat: bool, live: bool) -> int:
+    """Each part of enforcement with the reason when it fails; exit 1 when one does. Needs no
+    valid config and creates nothing (see worker/health.py)."""
     from datetime import UTC, datetime
 
-    from worker.config import load_config
-    from worker.store import outbox
-    from worker.store.db import make_engine, make_sessionmaker, session_scope
+    from worker import health
 
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            checks = {c.component: (c.ok, c.updated_at, c.detail) for c in outbox.health(session)}
-            counts = outbox.counts_by_status(session)
-    finally:
-        engine.dispose()
-    try:
-        load_config(settings.config_path)
-    except ConfigError as e:
-        # The file on disk is what the next run reads: its state wins over the stored one,
-        # but "since" is when a worker first saw it invalid (else now).
-        ok, since, _ = checks.get("config", (True, None, ""))
-        first_seen = since if not ok and since is not None else datetime.now(UTC)
-        checks["config"] = (False, first_seen, f"{e} (the workers run the last good config)")
+    now = datetime.now(UTC)
+    checks = [health.beat_check(now)] if beat else health.check_all(settings, now, live=live)
+    if as_json:
+        print(json.dumps([c.as_dict() for c in checks], indent=2))
     else:
-        if "config" in checks:
-            ok, since, _ = checks["config"]
-            checks["config"] = (True, since if ok else datetime.now(UTC), "")
-    for component, (ok, since, detail) in sorted(checks.items()):
-        state = "ok" if ok else "FAILING"
-        if component == "config" and not ok:
-            state = "invalid"
-        text = f": {detail}" if detail else ""
-        print(f"{component}: {state} since {since:%Y-%m-%d %H:%M} UTC{text}")
-    print(
-        "outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        if counts
-        else "outbox: empty"
-    )
-    return EXIT_OK if all(ok for ok, _, _ in checks.values()) else EXIT_FAILED
+        for check in checks:
+            print(check.line())
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def _run_once(settings: Settings, *, dry_run: bool) -> int:

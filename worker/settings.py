@@ -50,7 +50,9 @@ class Settings:
 
         return cls(
             config_path=Path(get("SLA_CONFIG", DEFAULT_CONFIG)),
-            database_url=get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=_with_password(
+                get("DATABASE_URL", DEFAULT_DATABASE_URL), secret("DATABASE_PASSWORD")
+            ),
             broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
             slack_bot_token=secret("SLACK_BOT_TOKEN"),
             slack_api_url=get("SLACK_API_URL", DEFAULT_SLACK_API_URL),
@@ -62,3 +64,13 @@ class Settings:
             salesforce_client_secret=secret("SALESFORCE_CLIENT_SECRET"),
             salesforce_refresh_token=secret("SALESFORCE_REFRESH_TOKEN"),
         )
+
+
+def _with_password(url: str, password: str | None) -> str:
+    """``DATABASE_URL`` with ``DATABASE_PASSWORD`` put in, escaped: a password with ``@``, ``/``
+    or ``%`` written into a URL by hand (as a compose file would) breaks it."""
+    if password is None:
+        return url
+    from sqlalchemy import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)

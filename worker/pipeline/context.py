@@ -93,7 +93,7 @@ def open_context(
         engine.dispose()
 
 
-def make_crm_client(settings: Settings, agreement: Agreement) -> CrmClient:
+def make_crm_client(settings: Settings, agreement: Agreement, *, max_retries: int = 3) -> CrmClient:
     crm = agreement.config.crm  # config.CrmConfig admits built providers only: HubSpot
     if not settings.hubspot_token:
         raise ConfigError("HUBSPOT_TOKEN is not set: the worker cannot read the CRM")
@@ -119,7 +119,7 @@ def make_crm_client(settings: Settings, agreement: Agreement) -> CrmClient:
             score=crm.score_property,
             extra=agreement.extra_crm_properties(),
         ),
-        max_retries=3,
+        max_retries=max_retries,
         limiter=limiter,
         # Pauses and returns are read from status changes: read them exactly when they count.
         read_status_history=agreement.watches_statuses(),

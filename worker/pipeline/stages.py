@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from worker.errors import ConfigError, SlaWorkerError
 from worker.pipeline import deliver, evaluate, prune, recycle, report, sync
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import Post
 from worker.pipeline.summary import Summary
+from worker.store import outbox
+from worker.store.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,22 @@ def run_stage(ctx: Context, name: str, **options: Any) -> Summary:
     (an invalid edit is refused: the last good config runs, and ``health`` says so)."""
     now = ctx.clock()
     ctx.reload(now)
-    return STAGES[name](ctx, now, **options)
+    try:
+        summary = STAGES[name](ctx, now, **options)
+    except Exception as e:
+        _record(ctx, name, now, f"{type(e).__name__}: {e}")
+        raise
+    _record(ctx, name, now, summary.failure())
+    return summary
+
+
+def _record(ctx: Context, name: str, now: datetime, error: str | None) -> None:
+    """When the stage last succeeded or failed, for ``health`` (never fails the stage)."""
+    try:
+        with session_scope(ctx.sessions) as session:
+            outbox.record_stage_run(session, name, now, error)
+    except SQLAlchemyError as e:
+        log.warning("could not record the %s run for health: %s", name, type(e).__name__)
 
 
 def preview(ctx: Context) -> list[Post]:

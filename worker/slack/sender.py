@@ -24,6 +24,10 @@ class SlackSender(Protocol):
         thread_ts: str | None = None,
     ) -> SentMessage: ...
 
+    def check_auth(self) -> None:
+        """AuthError unless Slack accepts the token (``auth.test``)."""
+        ...
+
 
 @dataclass
 class RecordingSender:
@@ -34,6 +38,9 @@ class RecordingSender:
 
     def lookup_user_by_email(self, email: str) -> SlackUser | None:
         return SlackUser(id=f"email:{email}", name=email, tz=None, deleted=False)
+
+    def check_auth(self) -> None:
+        pass  # nothing is sent, so no token is needed
 
     def post_message(
         self,

@@ -291,6 +291,18 @@ class AgreementApplied(Base):
     applied_at: Mapped[datetime]
 
 
+class StageRun(Base):
+    """When each stage last ran and last succeeded, for ``sla-worker health``: a worker that
+    hangs or keeps failing shows as a stage that has not succeeded for too long."""
+
+    __tablename__ = "stage_runs"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_ok_at: Mapped[datetime | None]
+    last_failed_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
 class HealthCheck(Base):
     """Whether a part that talks to the outside world works: ``sla-worker health`` reads it."""
 

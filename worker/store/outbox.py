@@ -31,6 +31,7 @@ from worker.store.models import (
     OutboxRow,
     SlackThread,
     SlackUserCache,
+    StageRun,
 )
 
 
@@ -345,6 +346,22 @@ def set_health(session: Session, component: str, ok: bool, detail: str, now: dat
         session.add(HealthCheck(component=component, ok=ok, detail=detail, updated_at=now))
     elif row.ok != ok or row.detail != detail:
         row.ok, row.detail, row.updated_at = ok, detail, now
+
+
+def record_stage_run(session: Session, name: str, now: datetime, error: str | None = None) -> None:
+    """Note that stage ``name`` succeeded now (``error`` None) or failed with ``error``."""
+    row = session.get(StageRun, name)
+    if row is None:
+        row = StageRun(name=name, last_error="")
+        session.add(row)
+    if error is None:
+        row.last_ok_at = now
+    else:
+        row.last_failed_at, row.last_error = now, error[:2000]
+
+
+def stage_runs(session: Session) -> dict[str, StageRun]:
+    return {row.name: row for row in session.scalars(select(StageRun))}
 
 
 def health(session: Session) -> list[HealthCheck]:
