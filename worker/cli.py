@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="print why a lead is where it is, as a timeline")
     explain.add_argument("lead_id")
 
+    leads = sub.add_parser("leads", help="list tracked leads (most urgent first) to find an id")
+    leads.add_argument("--breached", action="store_true", help="only leads with a breached rule")
+    leads.add_argument("--rep", metavar="EMAIL", help="only the leads this rep owns")
+    leads.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
     worker = sub.add_parser("worker", help="run a Celery worker (with --beat: and the scheduler)")
     worker.add_argument("--beat", action="store_true", help="also run beat (one machine only)")
     worker.add_argument("--concurrency", type=int, default=2)
@@ -166,6 +171,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         with open_context(settings) as ctx:
             print(explain_text(ctx, args.lead_id, ctx.clock()))
+        return EXIT_OK
+    if command == "leads":
+        from worker.leads import leads_text, list_leads
+        from worker.store.db import session_scope
+
+        with open_context(settings) as ctx, session_scope(ctx.sessions) as session:
+            lines = list_leads(session, breached=args.breached, rep=args.rep, limit=args.limit)
+        print(leads_text(lines))
         return EXIT_OK
     if command == "worker":
         from worker.celery_app import app
