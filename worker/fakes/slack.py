@@ -88,6 +88,18 @@ class PostedMessage:
     raw: dict[str, Any]
     orphan: bool = False
 
+    def summary(self) -> dict[str, Any]:
+        """What a person checking the fake wants: where, in which thread, and the text."""
+        where = f"#{self.channel_name}" if self.channel_name else f"DM {self.user_id}"
+        return {"to": where, "ts": self.ts, "thread_ts": self.thread_ts, "text": self.text}
+
+    def line(self) -> str:
+        """One console line: where, (in a thread), the first line of the text."""
+        where = f"#{self.channel_name}" if self.channel_name else f"DM to {self.user_id}"
+        thread = " (in a thread)" if self.thread_ts else ""
+        first = self.text.splitlines()[0] if self.text else ""
+        return f"{where}{thread}: {first}"
+
 
 @dataclass(frozen=True)
 class MessageUpdate:
@@ -192,6 +204,8 @@ class FakeSlack(FakeServer):
             # Slack accepts GET and POST for every method; slack_sdk always POSTs.
             self.route("GET", f"/api/{method}", handler)
             self.route("POST", f"/api/{method}", handler)
+        # Not Slack's: what a person pointing a worker at the fake wants to see (no token).
+        self.route("GET", "/_messages", self._list_messages)
 
     def __repr__(self) -> str:
         where = self.base_url if self._httpd is not None else "stopped"
@@ -247,6 +261,10 @@ class FakeSlack(FakeServer):
             self._failures.setdefault(method, []).append(
                 _Failure(error, n, status, retry_after, raw_body)
             )
+
+    def _list_messages(self, request: Request) -> Response:
+        with self.lock:
+            return Response(200, {"messages": [m.summary() for m in self.messages]})
 
     def during_call(self, method: str, hook: Callable[[int], object], *, done: bool) -> None:
         """Call ``hook(n)`` inside the ``n``-th call of ``method`` (from 1): before Slack does
