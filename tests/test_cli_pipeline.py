@@ -4,6 +4,7 @@ loopback fakes (the worker runs as a subprocess on the real clock)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,31 @@ def test_run_once_dry_run_shows_the_dm_and_sends_nothing(world: World, tmp_path:
     assert "would send to email:lena@example.com" in done.stdout
     assert "Maria Lopez" in done.stdout
     assert world.slack.messages == []
+
+
+def test_a_dry_run_shows_text_as_a_person_reads_it_and_when_each_message_would_go(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from tests.test_escalation_ladder import DIGESTS
+
+    for world in make_world(tmp_path, sqlite_url, clock=RealClock(), config=DIGESTS):
+        world.add_rep()
+        world.add_lead(assigned_ago=timedelta(hours=2), name="Bob <!channel>", company="A & B")
+        done = run("run-once", "--dry-run", cwd=tmp_path, env=world.env())
+        assert done.returncode == 0, done.stderr
+        out = done.stdout
+        assert "Bob <!channel>" in out and "(A & B)" in out  # not &lt;!channel&gt; nor &amp;
+        assert "&lt;" not in out and "&amp;" not in out
+        assert "--- would send to email:lena@example.com now ---" in out
+        held = re.search(
+            r"--- would send to email:mike.manager@example.com at \w+ \d+ \w+ (\d\d:\d\d) UTC "
+            r"\(held until then: the next digest time\) ---\n(.*)",
+            out,
+        )
+        assert held, out
+        assert held.group(1) in ("09:00", "14:00")
+        assert f"{held.group(1)} UTC" in held.group(2)  # the digest is dated by its slot
+        assert world.slack.messages == []
 
 
 def test_run_once_sends_and_explain_tells_the_story(world: World, tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def test_fake_slack_prints_what_to_set_and_each_message_it_receives(
     listing = re.search(r"messages received: (\S+)", first)
     assert url and token and listing, first
     client = WebClient(token=token.group(1), base_url=url.group(1))
-    client.chat_postMessage(channel="#sales-us-escalations", text="Hello from a worker\nsecond line")
+    client.chat_postMessage(
+        channel="#sales-us-escalations", text="Hello from a worker\nsecond line"
+    )
     assert fake_slack.stdout.readline().strip() == "#sales-us-escalations: Hello from a worker"
     messages = requests.get(listing.group(1), timeout=10).json()["messages"]
     assert [(m["to"], m["text"]) for m in messages] == [

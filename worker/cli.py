@@ -26,6 +26,7 @@ from worker.settings import Settings
 from worker.store.db import normalise_url
 
 if TYPE_CHECKING:
+    from worker.pipeline.deliver import Post
     from worker.pipeline.recycle import RecycleItem
 
 EXIT_OK = 0
@@ -321,7 +322,15 @@ def _health(settings: Settings, *, as_json: bool, beat: bool, live: bool) -> int
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
+def _why_held(post: Post) -> str:
+    if post.digest_key is not None:
+        return "the next digest time"
+    return "working hours, or the grouping window"
+
+
 def _run_once(settings: Settings, *, dry_run: bool) -> int:
+    from datetime import UTC, datetime
+
     from worker.pipeline.deliver import Post
     from worker.pipeline.stages import run_once
     from worker.store.db import upgrade
@@ -331,9 +340,16 @@ def _run_once(settings: Settings, *, dry_run: bool) -> int:
         result = run_once(ctx, dry_run=dry_run)
     would_send = result.pop("would_send", None)
     if isinstance(would_send, list):
+        from worker.slack.messages import readable
+
+        now = datetime.now(UTC)
         for post in would_send:
             assert isinstance(post, Post)
-            print(f"--- would send to {post.recipient} ---\n{post.message.text}\n")
+            when = "now"
+            if post.due_at is not None and post.due_at > now:
+                when = f"at {post.due_at:%a %d %b %H:%M} UTC (held until then: {_why_held(post)})"
+            print(f"--- would send to {post.recipient} {when} ---")
+            print(f"{readable(post.message.text)}\n")
     print(json.dumps(result, indent=2, default=str))
     failed = result.get("failed")
     if isinstance(failed, dict) and failed:

@@ -70,6 +70,8 @@ class Post:
     digest_key: int | None = None
     #: The most tries any of its rows has had (for the retry backoff).
     attempts: int = 1
+    #: When it may go: the latest due time of its rows (a digest slot, working hours, …).
+    due_at: datetime | None = None
 
 
 @dataclass
@@ -332,7 +334,9 @@ def _digest_posts(
 ) -> list[Post]:
     """One digest, in as many parts as Slack's limits need; each part carries the rows of the
     leads it lists, so a part that fails never makes an earlier part go out again."""
-    parts = digest_parts(notices_of(rows, target.tz), at=now)
+    # Dated by its slot (the latest due time of its rows), not by when the pass ran: a preview
+    # of tomorrow's 09:00 digest says 09:00, and a slot caught up late says which slot it is.
+    parts = digest_parts(notices_of(rows, target.tz), at=min(now, max(r.due_at for r in rows)))
     return [
         Post(
             recipient,
@@ -397,7 +401,11 @@ def _plan_posts(
     for delivery, planner in _PLANNERS.items():
         chosen = [r for r in rows if r.delivery == delivery]
         if chosen:
-            posts += planner(session, recipient, target, chosen, now)
+            planned = planner(session, recipient, target, chosen, now)
+            due = {r.id: r.due_at for r in chosen}
+            for post in planned:
+                post.due_at = max(due[i] for i in post.row_ids)
+            posts += planned
     return posts
 
 

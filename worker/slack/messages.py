@@ -51,6 +51,16 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_LINK = re.compile(r"<([^<>|]+)\|([^<>]*)>")
+
+
+def readable(text: str) -> str:
+    """A message's mrkdwn as a person reads it in Slack: links as their label (and address),
+    escaped characters as themselves (``&lt;!channel&gt;`` shows as ``<!channel>``)."""
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _plain(text: str) -> str:
     """CRM text for the fallback ``text``: escaped too (Slack parses it as mrkdwn as well)."""
     return escape(clip(" ".join(text.split())))
