@@ -4,7 +4,7 @@ end against the fakes; and the compliance report as the CLI prints it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -126,12 +126,26 @@ def test_the_report_shows_compliance_per_rep_team_and_policy(
     done = run("report", "--csv", str(tmp_path / "c.csv"), cwd=tmp_path, env=world.env())
     assert done.returncode == 0, done.stderr
     rows = (tmp_path / "c.csv").read_text().splitlines()
-    assert rows[0] == "scope,name,on_time_share,met,met_late,breached,open"
-    assert "rep,Lena Fischer,0.5000,1,0,1,0" in rows
+    assert rows[0] == (
+        "scope,name,leads,open_leads,on_time_share,rules_met,rules_met_late,rules_breached"
+    )
+    assert "rep,Lena Fischer,2,0,0.5000,1,0,1" in rows
     assert "Sales follow-up by rep:" in done.stdout
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("Lena Fischer"))
-    assert line.split()[2:] == ["50%", "1", "0", "1", "0"]
+    assert line.split()[2:] == ["2", "0", "50%", "1", "0", "1"]
+    assert "leads and open count leads" in done.stdout  # the columns say what they count
     assert "Marketing: lead quota" in done.stdout
+
+
+def test_open_counts_leads_not_rules(world: World, ctx: Context) -> None:
+    world.add_rep()
+    for n in range(2):  # two fresh leads, each with several rules still running
+        world.add_lead(assigned_ago=timedelta(minutes=5), name=f"Fresh N{n}")
+    run_once(ctx)
+    report = run_stage(ctx, "report", post=False).report
+    assert report is not None
+    rep = report.by_rep["Lena Fischer"]
+    assert (rep.leads, rep.open_leads) == (2, 2)
 
 
 def test_an_early_return_is_a_breach_with_the_reps_stated_reason(
@@ -254,3 +268,22 @@ def test_feedback_uses_the_reps_reason_and_the_campaign_when_configured(
                 "PAID_SOCIAL / spring": {"no budget": 2},
                 "PAID_SOCIAL / webinar": {"UNQUALIFIED (no reason)": 1},
             }
+
+
+def test_no_projection_nor_alarm_in_the_first_days_of_a_month(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from tests.e2e.world import Clock
+
+    first_day = Clock(datetime(2026, 12, 1, 15, 0, tzinfo=UTC))
+    for world in make_world(tmp_path, sqlite_url, config=marketing_config(""), clock=first_day):
+        with world.context() as ctx:
+            world.add_rep()
+            world.add_lead(assigned_ago=timedelta(minutes=5))
+            run_once(ctx)
+            report = run_stage(ctx, "report", post=False).report
+            assert report is not None and report.marketing is not None
+            assert report.marketing.projected is None and not report.marketing.below_pace
+            text = report_text(report)
+            assert "too early to project (day 1 of 31)" in text
+            assert "BELOW PACE" not in text

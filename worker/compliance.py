@@ -16,10 +16,23 @@ _OPEN_STATES = frozenset({RuleState.PENDING, RuleState.WARNING, RuleState.PAUSED
 
 @dataclass
 class Compliance:
+    """One segment's figures. ``met``, ``met_late`` and ``breached`` count *rules* (a lead has
+    several: first touch, follow-up, …); ``leads`` and ``open_leads`` count *leads* (a lead
+    is open while one of its rules still runs)."""
+
     met: int = 0
     met_late: int = 0
     breached: int = 0
-    open: int = 0
+    lead_ids: set[str] = field(default_factory=set)
+    open_lead_ids: set[str] = field(default_factory=set)
+
+    @property
+    def leads(self) -> int:
+        return len(self.lead_ids)
+
+    @property
+    def open_leads(self) -> int:
+        return len(self.open_lead_ids)
 
     @property
     def decided(self) -> int:
@@ -29,7 +42,8 @@ class Compliance:
     def on_time_share(self) -> float | None:
         return self.met / self.decided if self.decided else None
 
-    def add(self, state: str) -> None:
+    def add(self, lead_id: str, state: str) -> None:
+        self.lead_ids.add(lead_id)
         if state == RuleState.MET:
             self.met += 1
         elif state == RuleState.MET_LATE:
@@ -37,11 +51,11 @@ class Compliance:
         elif state == RuleState.BREACHED:
             self.breached += 1
         elif state in _OPEN_STATES:
-            self.open += 1
+            self.open_lead_ids.add(lead_id)
 
 
-#: A segment's (delivered, quota, projected, below pace).
-Pace = tuple[int, int, int, bool]
+#: A segment's (delivered, quota, projected — None while too early —, below pace).
+Pace = tuple[int, int, int | None, bool]
 
 
 @dataclass
@@ -49,8 +63,9 @@ class MarketingFigures:
     month: str
     quota: int
     delivered: int
-    projected: int
-    pace_share: float
+    #: None while too little of the month has passed to project (``day`` of ``days``).
+    projected: int | None
+    pace_share: float | None
     below_pace: bool
     incomplete: list[tuple[str, str, list[str]]]  # lead id, name, missing fields
     incomplete_total: int
@@ -59,6 +74,8 @@ class MarketingFigures:
     teams: dict[str, Pace] = field(default_factory=dict)
     #: Per lead source with a quota.
     sources: dict[str, Pace] = field(default_factory=dict)
+    day: int = 1
+    days: int = 30
 
 
 @dataclass

@@ -55,11 +55,11 @@ def build_report(sessions: Callable[[], Session], agreement: Agreement, now: dat
     with session_scope(sessions) as session:
         owners = {o.id: o for o in session.scalars(select(Owner)).all()}
         rows = session.execute(
-            select(Finding.state, Finding.policy, Lead.owner_id)
+            select(Finding.lead_id, Finding.state, Finding.policy, Lead.owner_id)
             .join(Lead, Lead.id == Finding.lead_id)
             .where(Finding.state != RuleState.NOT_APPLICABLE, Lead.archived.is_(False))
         ).all()
-        for state, policy, owner_id in rows:
+        for lead_id, state, policy, owner_id in rows:
             owner = owners.get(owner_id or "")
             rep = owner.display_name if owner else "unassigned"
             team = agreement.team_for(owner.email if owner else None, owner.teams if owner else [])
@@ -68,10 +68,14 @@ def build_report(sessions: Callable[[], Session], agreement: Agreement, now: dat
                 (report.by_team, team.name),
                 (report.by_policy, policy),
             ):
-                bucket.setdefault(key, Compliance()).add(state)
+                bucket.setdefault(key, Compliance()).add(lead_id, state)
         if agreement.config.marketing is not None:
             report.marketing = _marketing(session, agreement, now)
     return report
+
+
+#: No month-end projection (nor "below pace") before this many days of the month have passed.
+PROJECT_AFTER_DAYS = 5
 
 
 def _marketing(session: Session, agreement: Agreement, now: datetime) -> MarketingFigures:
@@ -84,8 +88,15 @@ def _marketing(session: Session, agreement: Agreement, now: datetime) -> Marketi
     ).all()
     delivered = len(leads)
     elapsed = max((now - start).total_seconds() / 86400, 1.0)
-    projected = round(delivered * days / elapsed)
-    pace = projected / config.monthly_quota
+    # A projection from the first days of a month is noise (one day × 30): none until
+    # PROJECT_AFTER_DAYS have passed, and no "below pace" alarm before it either.
+    early = elapsed < PROJECT_AFTER_DAYS
+
+    def project(count: int) -> int | None:
+        return None if early else round(count * days / elapsed)
+
+    projected = project(delivered)
+    pace = None if projected is None else projected / config.monthly_quota
     incomplete_rows = [lead for lead in leads if lead.missing_fields]
     incomplete = [
         (lead.id, lead.display_name, list(lead.missing_fields))
@@ -118,8 +129,8 @@ def _marketing(session: Session, agreement: Agreement, now: datetime) -> Marketi
         figures = {}
         for name, quota in quotas.items():
             delivered_here = count(name)
-            projected_here = round(delivered_here * days / elapsed)
-            below = projected_here / quota < config.pace_alert_below
+            projected_here = project(delivered_here)
+            below = projected_here is not None and projected_here / quota < config.pace_alert_below
             figures[name] = (delivered_here, quota, projected_here, below)
         return figures
 
@@ -131,7 +142,9 @@ def _marketing(session: Session, agreement: Agreement, now: datetime) -> Marketi
         delivered=delivered,
         projected=projected,
         pace_share=pace,
-        below_pace=pace < config.pace_alert_below,
+        below_pace=pace is not None and pace < config.pace_alert_below,
+        day=now.astimezone(UTC).day,
+        days=days,
         incomplete=incomplete,
         incomplete_total=len(incomplete_rows),
         returns_by_source=dict(by_source),
@@ -152,14 +165,20 @@ def report_text(report: Report) -> str:
     ):
         lines.append(f"Sales follow-up {title}:")
         lines.append(
-            f"  {'':<24} {'on time':>8} {'met':>5} {'late':>5} {'breached':>9} {'open':>5}"
+            f"  {'':<24} {'leads':>6} {'open':>5} {'on time':>8} {'met':>5} {'late':>5} "
+            f"{'breached':>9}"
         )
         for name, c in sorted(bucket.items()):
             lines.append(
-                f"  {name:<24} {_share(c.on_time_share):>8} {c.met:>5} {c.met_late:>5} "
-                f"{c.breached:>9} {c.open:>5}"
+                f"  {name:<24} {c.leads:>6} {c.open_leads:>5} {_share(c.on_time_share):>8} "
+                f"{c.met:>5} {c.met_late:>5} {c.breached:>9}"
             )
         lines.append("")
+    lines.append(
+        "leads and open count leads (open: a rule still runs); on time, met, late and breached "
+        "count rules (first touch, follow-up, …)."
+    )
+    lines.append("")
     if report.marketing is not None:
         lines += marketing_lines(report.marketing, markup=False)
     return "\n".join(lines)
@@ -196,7 +215,12 @@ def write_compliance_csv(report: Report, path: str) -> int:
     rows = 0
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["scope", "name", "on_time_share", "met", "met_late", "breached", "open"])
+        writer.writerow(
+            [
+                "scope", "name", "leads", "open_leads", "on_time_share",
+                "rules_met", "rules_met_late", "rules_breached",
+            ]
+        )  # fmt: skip
         for scope, bucket in (
             ("rep", report.by_rep),
             ("team", report.by_team),
@@ -204,6 +228,8 @@ def write_compliance_csv(report: Report, path: str) -> int:
         ):
             for name, c in sorted(bucket.items()):
                 share = "" if c.on_time_share is None else f"{c.on_time_share:.4f}"
-                writer.writerow([scope, name, share, c.met, c.met_late, c.breached, c.open])
+                writer.writerow(
+                    [scope, name, c.leads, c.open_leads, share, c.met, c.met_late, c.breached]
+                )
                 rows += 1
     return rows

@@ -25,9 +25,10 @@ def marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
         return escape(text) if markup else text
 
     bold = "*" if markup else ""
-    pace = (
-        f"{m.delivered} of {m.quota} qualified leads delivered in {m.month}; projected "
-        f"{m.projected} by month end ({m.pace_share:.0%} of quota)"
+    pace = f"{m.delivered} of {m.quota} qualified leads delivered in {m.month}; " + (
+        f"projected {m.projected} by month end ({m.pace_share:.0%} of quota)"
+        if m.projected is not None and m.pace_share is not None
+        else f"too early to project (day {m.day} of {m.days})"
     )
     lines = [
         f"{bold}Marketing: lead quota{bold}",
@@ -44,10 +45,10 @@ def marketing_lines(m: MarketingFigures, *, markup: bool) -> list[str]:
     for kind, segments in (("team", m.teams), ("source", m.sources)):
         for name, (delivered, quota, projected, below) in sorted(segments.items()):
             flag = (":warning: " if markup else "BELOW PACE: ") if below else ""
-            lines.append(
-                f"• {flag}{kind} {safe(name)}: {delivered} of {quota}, projected {projected} "
-                f"({projected / quota:.0%})"
+            outlook = (
+                "" if projected is None else f", projected {projected} ({projected / quota:.0%})"
             )
+            lines.append(f"• {flag}{kind} {safe(name)}: {delivered} of {quota}{outlook}")
     if m.teams or m.sources:
         lines.append("")
     lines.append(f"{bold}Incomplete leads handed to sales: {m.incomplete_total}{bold}")
