@@ -230,5 +230,6 @@ def test_explain_tells_the_story_in_order() -> None:
     assert "email by rep-1 ignored: e-mail bounced" in texts
     assert "call by rep-2 ignored: by someone other than the lead's current owner" in texts
     assert any(t.startswith("max gap: breached") for t in texts)
-    assert any("escalation level 1 notifies manager" in t for t in texts)
+    assert any("escalation level 2 notifies manager" in t for t in texts)  # as the README numbers
+    assert not any("_" in t.split("now ", 1)[1] for t in texts if ": now " in t)  # no raw states
     assert [e.at for e in timeline] == sorted(e.at for e in timeline)

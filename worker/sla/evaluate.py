@@ -794,18 +794,20 @@ def _tell_rules(story: _Story, evaluation: LeadEvaluation, now: datetime) -> Non
         if result.met_at is not None and result.state in (MET, MET_LATE):
             how = "met" if result.state is MET else "met late"
             story.say(result.met_at, f"{name}: {how} ({result.detail})")
-        story.say(now, f"{name}: now {result.state.value} ({result.detail})")
+        story.say(now, f"{name}: now {result.state.value.replace('_', ' ')} ({result.detail})")
     for item in evaluation.escalations:
         name = item.rule.value.replace("_", " ")
         story.say(item.breached_at, f"{name}: breached")
         for step in item.steps_due:
+            # Levels are numbered from 1 in messages and the README (level 1: at the breach).
+            number = step.level + 1
             story.say(
                 step.due_at,
-                f"{name}: escalation level {step.level} notifies {', '.join(step.notify)}",
+                f"{name}: escalation level {number} notifies {', '.join(step.notify)}",
             )
             if step.repeat:
                 times = "once" if step.repeat == 1 else f"{step.repeat} times"
-                story.say(step.last_due_at, f"{name}: level {step.level} reminded again {times}")
+                story.say(step.last_due_at, f"{name}: level {number} reminded again {times}")
         if item.next_at is not None:
             story.say(item.next_at, f"{name}: next escalation or repeat")
     if evaluation.recycle_due:

@@ -11,7 +11,7 @@ from worker.sla.model import Touch, TouchRules
 
 NOT_A_TOUCH_KIND = "not a touch type"
 ANOTHER_OWNER = "by someone other than the lead's current owner"
-INBOUND = "inbound, not by the rep"
+INBOUND = "inbound (the lead reached out): not a follow-up"
 SHORT_CALL = "call shorter than the minimum"
 BEFORE_ASSIGNMENT = "before the current owner's assignment"
 EMAIL_NOT_SENT = {
