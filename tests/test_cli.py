@@ -166,3 +166,17 @@ def test_a_reader_that_goes_away_is_not_an_error() -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0, stderr
     assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
+
+
+def test_a_bad_candidate_file_is_named_in_the_error(tmp_path: Path) -> None:
+    bad = tmp_path / "candidate.yaml"
+    bad.write_text(
+        (ROOT / "config/sla.yaml").read_text().replace("first_touch: 4h", "first_touch: 4x")
+    )
+    done = run(
+        "backtest", str(bad), cwd=tmp_path, env={"SLA_CONFIG": str(ROOT / "config/sla.yaml")}
+    )
+    assert done.returncode == 2
+    assert f"configuration error in {bad}:" in done.stderr
+    assert 'policies[1].first_touch: "4x"' in done.stderr
+    assert "UTC" in run("backtest", "--help").stdout

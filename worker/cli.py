@@ -83,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         "backtest", help="judge stored leads under a candidate config and show what changes"
     )
     backtest.add_argument("candidate", help="the candidate config file to compare with")
-    backtest.add_argument("--at", help="judge as of this ISO time (default: now)")
+    backtest.add_argument(
+        "--at", help="judge as of this ISO time, UTC unless it has an offset (default: now)"
+    )
 
     report = sub.add_parser("report", help="compliance per rep, team and policy; marketing's side")
     report.add_argument(
@@ -128,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except ConfigError as e:
-        print(f"configuration error:\n{e}", file=sys.stderr)
+        where = f" in {e.source}" if e.source else ""
+        print(f"configuration error{where}:\n{e}", file=sys.stderr)
         return EXIT_USAGE
     except SlaWorkerError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -798,7 +798,7 @@ def parse_config(data: Any, source: str = "config") -> SlaConfig:
     try:
         return SlaConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("\n".join(format_validation_error(e))) from None
+        raise ConfigError("\n".join(format_validation_error(e)), source=source) from None
 
 
 class _Loader(yaml.SafeLoader):

@@ -43,4 +43,9 @@ class AuthError(PermanentError):
 
 
 class ConfigError(SlaWorkerError):
-    """The configuration file or the environment is invalid; the message names the key."""
+    """The configuration file or the environment is invalid; the message names the key, and
+    ``source`` the file when the message's lines do not (key paths only)."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
