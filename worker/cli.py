@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and list every error")
     check.add_argument("path", nargs="?", help="default: $SLA_CONFIG or config/sla.yaml")
+    check.add_argument(
+        "--online", action="store_true", help="also run preflight against Slack and the CRM"
+    )
+
+    sub.add_parser(
+        "preflight",
+        help="check the config against the real Slack workspace and CRM before going live",
+    )
 
     explain = sub.add_parser("explain", help="print why a lead is where it is, as a timeline")
     explain.add_argument("lead_id")
@@ -149,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     command = args.command
     if command == "check-config":
-        return _check_config(Path(args.path) if args.path else settings.config_path)
+        path = Path(args.path) if args.path else settings.config_path
+        code = _check_config(path)
+        if code != EXIT_OK or not args.online:
+            return code
+        return _preflight(settings, path)
+    if command == "preflight":
+        return _preflight(settings, settings.config_path)
     if command == "db":
         from worker.store.db import upgrade
 
@@ -195,6 +209,28 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if command in ("fake-hubspot", "fake-slack"):
         return _serve_fake(command, args.port, args.seed)
     raise AssertionError(f"unhandled command {command}")
+
+
+def _preflight(settings: Settings, path: Path) -> int:
+    """The config at ``path`` against the workspace and the CRM; exit 1 listing every problem."""
+    from worker.config import Agreement, load_config
+    from worker.crm.hubspot import HubSpotClient
+    from worker.pipeline.context import make_crm_client, make_slack_client
+    from worker.preflight import preflight
+    from worker.slack.client import SlackClient
+
+    config = load_config(path)
+    crm = make_crm_client(settings, Agreement(config), max_retries=1)
+    slack = make_slack_client(settings)
+    assert isinstance(crm, HubSpotClient) and isinstance(slack, SlackClient)
+    problems = preflight(config, crm, slack)
+    if not problems:
+        print(f"{path}: ready: every channel, person, owner and property it names exists")
+        return EXIT_OK
+    print(f"{path}: {len(problems)} problems in the workspace or the CRM", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem.line()}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _check_config(path: Path) -> int:

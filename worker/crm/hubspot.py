@@ -452,6 +452,14 @@ class HubSpotClient(CrmHttpClient):
         open_deals = set(deal_ids) - settled
         return {lead for lead, ids in deals_of.items() if open_deals.intersection(ids)}
 
+    def property_names(self) -> set[str]:
+        """The names of the lead object's properties (for ``preflight``: the properties the
+        config reads and writes must exist)."""
+        path = f"/crm/v3/properties/{quote(self.lead_object, safe='')}"
+        _, data = self.request_json("GET", path)
+        results = _json_object(data, "GET", path).get("results") or []
+        return {str(r["name"]) for r in results if isinstance(r, dict) and r.get("name")}
+
     def check_auth(self) -> None:
         """A cheap authenticated call; AuthError if HubSpot rejects the token."""
         self.request_json("GET", "/crm/v3/owners", params={"limit": "1"})

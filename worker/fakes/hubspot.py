@@ -347,6 +347,7 @@ class FakeHubSpot(FakeServer):
         self.route("GET", "/crm/v3/objects/{objectType}", self._list_objects)
         self.route("GET", "/crm/v3/objects/{objectType}/{objectId}", self._get_object)
         self.route("PATCH", "/crm/v3/objects/{objectType}/{objectId}", self._patch_object)
+        self.route("GET", "/crm/v3/properties/{objectType}", self._properties)
         self.route("GET", "/crm/v3/owners", self._owners_page)
         self.route("GET", "/crm/v3/owners/", self._owners_page)
         self.route(
@@ -823,6 +824,22 @@ class FakeHubSpot(FakeServer):
             self._apply_contact_changes(record, applied, now)
             results.append(self._record_json("contacts", record, names))
         return _batch_response(results, errors, now)
+
+    def _properties(self, request: Request) -> Response:
+        """The object's property definitions (CRM properties API, ``results`` with ``name``);
+        the fake knows the properties it was given or created records with."""
+        kind = self._object_type(request.params["objectType"])
+        if kind not in self._known:
+            raise _Reject(_validation_error(f"Unable to infer object type from: {kind}"))
+        names = sorted(self._known[kind])
+        return Response(
+            200,
+            {
+                "results": [
+                    {"name": n, "label": n, "type": "string", "fieldType": "text"} for n in names
+                ]
+            },
+        )
 
     def _owners_page(self, request: Request) -> Response:
         limit = self._int_arg(request, "limit", _OWNERS_DEFAULT_LIMIT)

@@ -62,6 +62,7 @@ _METHODS = (
     "users.lookupByEmail",
     "users.info",
     "conversations.open",
+    "conversations.list",
     "chat.postMessage",
     "chat.update",
 )
@@ -304,6 +305,7 @@ class FakeSlack(FakeServer):
             "users.lookupByEmail": self._lookup_by_email,
             "users.info": self._users_info,
             "conversations.open": self._conversations_open,
+            "conversations.list": self._conversations_list,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
         }
@@ -401,6 +403,37 @@ class FakeSlack(FakeServer):
             raise _Reject("user_not_found")
         # Deactivated users are still returned, with ``deleted: true``.
         return _ok(user=self._user_object(user))
+
+    def _conversations_list(self, args: dict[str, Any]) -> Response:
+        """Channels in id order, ``limit`` a page (Slack: at most 1,000) and a
+        ``response_metadata.next_cursor`` ("" on the last page); each with ``is_member`` and
+        ``is_archived``, as conversations.list answers (docs.slack.dev/reference/methods/
+        conversations.list). Archived ones are left out with ``exclude_archived``."""
+        try:
+            limit = min(max(int(args.get("limit") or 100), 1), 1000)
+            start = int(str(args.get("cursor") or "0") or "0")
+        except ValueError:
+            raise _Reject("invalid_cursor") from None
+        exclude = str(args.get("exclude_archived") or "").lower() in ("1", "true")
+        channels = sorted(self._channels.values(), key=lambda c: c.id)
+        if exclude:
+            channels = [c for c in channels if not c.is_archived]
+        page = channels[start : start + limit]
+        following = str(start + limit) if start + limit < len(channels) else ""
+        return _ok(
+            channels=[
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "is_channel": True,
+                    "is_private": False,
+                    "is_archived": c.is_archived,
+                    "is_member": c.is_member,
+                }
+                for c in page
+            ],
+            response_metadata={"next_cursor": following},
+        )
 
     def _conversations_open(self, args: dict[str, Any]) -> Response:
         raw = args.get("users")

@@ -10,6 +10,7 @@ message or a repr.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,14 @@ class SlackUser:
     name: str
     tz: str | None
     deleted: bool
+
+
+@dataclass(frozen=True)
+class SlackChannel:
+    id: str
+    name: str
+    is_member: bool
+    is_archived: bool
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,32 @@ class SlackClient:
             "chat.update",
             lambda: self._web.chat_update(channel=channel, ts=ts, text=text, blocks=block_list),
         )
+
+    def channels(self) -> list[SlackChannel]:
+        """Every channel the token can see, with whether the bot is in it (for ``preflight``;
+        needs ``channels:read``, and ``groups:read`` for private channels)."""
+        found: list[SlackChannel] = []
+        cursor = ""
+        while True:
+            page = functools.partial(
+                self._web.conversations_list,
+                limit=1000,
+                cursor=cursor or None,
+                types="public_channel,private_channel",
+            )
+            data = self._call("conversations.list", page)
+            for item in data.get("channels") or []:
+                found.append(
+                    SlackChannel(
+                        id=str(item.get("id")),
+                        name=str(item.get("name") or ""),
+                        is_member=bool(item.get("is_member")),
+                        is_archived=bool(item.get("is_archived")),
+                    )
+                )
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return found
 
     def check_auth(self) -> None:
         """Raise :class:`AuthError` unless the token works (``auth.test``)."""
