@@ -157,6 +157,11 @@ def test_durations_become_business_spans() -> None:
             },
             "calendars.emea.closed[0]: ",
         ),
+        # a calendar that is never open
+        (
+            {"calendars": {"emea": {"timezone": "Europe/Berlin", "hours": {"mon-fri": "closed"}}}},
+            "calendars.emea.hours: no opening hours at all",
+        ),
         # every bad digest time, not only the first
         (
             {"schedules": {"digest": ["9am", "25:00"]}},
@@ -266,3 +271,17 @@ def test_a_date_that_does_not_exist_in_the_yaml_is_an_error_with_its_key(tmp_pat
         load_config(bad)
     good = load_config(ROOT / "config/sla.yaml")
     assert all(type(d).__name__ == "date" for d in good.calendars["emea"].closed)
+
+
+def test_reference_problems_are_reported_with_the_other_errors_of_the_file() -> None:
+    message = errors_of(
+        minimal(
+            teams={"sales": {"calendar": "emeaa", "manager": "boss@example.com"}},
+            policies=[{"name": "p", "first_touch": "soon"}],
+            escalation=[{"after": "3h", "notify": "rep"}, {"after": "1h", "notify": "manager"}],
+        )
+    )
+    assert 'teams.sales.calendar: "emeaa" is not a calendar (known: emea)' in message
+    assert "policies[0].first_touch" in message
+    assert "escalation[1].after: 1 business hour falls due before escalation[0]" in message
+    assert "teams: teams." not in message  # each line names its own key once

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -272,6 +273,9 @@ class CalendarConfig(_Strict):
             if twice:
                 raise ValueError(f"{key}: {_DAYS[min(twice)]} is given twice")
             seen.update(days)
+        if not any(_parse_ranges(ranges) for ranges in value.values()):
+            # No business time at all: no deadline could ever fall due.
+            raise ValueError("no opening hours at all: open at least one range on one day")
         return value
 
     @field_validator("holidays")
@@ -589,57 +593,93 @@ class SlaConfig(_Strict):
     #: Absent: no marketing report, every lead counts as complete.
     marketing: MarketingConfig | None = None
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> SlaConfig:
-        problems: list[str] = []
-        for name, team in self.teams.items():
-            if team.calendar not in self.calendars:
-                known = ", ".join(sorted(self.calendars))
-                problems.append(
-                    f'teams.{name}.calendar: "{team.calendar}" is not a calendar (known: {known})'
-                )
-        if self.marketing is not None:
-            for quota_team in self.marketing.team_quotas:
-                if quota_team not in self.teams:
-                    known = ", ".join(sorted(self.teams))
-                    problems.append(
-                        f'marketing.team_quotas: "{quota_team}" is not a team (known: {known})'
-                    )
-        names = [p.name for p in self.policies]
+    # Each check of references between sections is a validator of the later section, fed the
+    # earlier ones that validated (``info.data``): so a file with a typo in one section still
+    # gets every reference problem of the others reported in the same run.
+    @field_validator("teams")
+    @classmethod
+    def _teams_use_known_calendars(
+        cls, teams: dict[str, TeamConfig], info: ValidationInfo
+    ) -> dict[str, TeamConfig]:
+        calendars = info.data.get("calendars")
+        if calendars is None:
+            return teams  # the calendars have errors of their own
+        problems = [
+            f'teams.{name}.calendar: "{team.calendar}" is not a calendar '
+            f"(known: {', '.join(sorted(calendars))})"
+            for name, team in teams.items()
+            if team.calendar not in calendars
+        ]
+        _raise(problems)
+        return teams
+
+    @field_validator("policies")
+    @classmethod
+    def _policies_are_named_once_and_end_with_a_catch_all(
+        cls, policies: list[PolicyConfig]
+    ) -> list[PolicyConfig]:
+        problems = []
+        names = [p.name for p in policies]
         for index, name in enumerate(names):
             if names.index(name) != index:
                 problems.append(f'policies[{index}].name: "{name}" is used twice')
-        last = self.policies[-1]
+        last = policies[-1]
         if last.match is not None and last.match.model_dump(exclude_none=True):
             problems.append(
-                f"policies[{len(self.policies) - 1}].match: the last policy must match every "
+                f"policies[{len(policies) - 1}].match: the last policy must match every "
                 "lead (leave out match) so that no lead goes unjudged"
             )
-        for index in range(1, len(self.escalation)):
-            before, after = self.escalation[index - 1].after, self.escalation[index].after
+        _raise(problems)
+        return policies
+
+    @field_validator("escalation")
+    @classmethod
+    def _levels_in_order_to_people_the_teams_have(
+        cls, escalation: list[EscalationLevelConfig], info: ValidationInfo
+    ) -> list[EscalationLevelConfig]:
+        problems = []
+        for index in range(1, len(escalation)):
+            before, after = escalation[index - 1].after, escalation[index].after
             if before != after and _not_shorter(before, after):
                 problems.append(
                     f"escalation[{index}].after: {after.in_words()} falls due before "
                     f"escalation[{index - 1}] ({before.in_words()}); list the levels in the "
                     "order they fall due"
                 )
-        for index, level in enumerate(self.escalation):
-            for recipient in level.notify:
-                if recipient == "manager" and any(t.manager is None for t in self.teams.values()):
-                    missing = [n for n, t in self.teams.items() if t.manager is None]
+        teams: dict[str, TeamConfig] = info.data.get("teams") or {}
+        for index, level in enumerate(escalation):
+            for recipient, attribute in (("manager", "manager"), ("channel", "channel")):
+                missing = [n for n, t in teams.items() if getattr(t, attribute) is None]
+                if recipient in level.notify and missing:
                     problems.append(
-                        f"escalation[{index}].notify: manager, but teams {', '.join(missing)} "
-                        "have no manager"
+                        f"escalation[{index}].notify: {recipient}, but teams "
+                        f"{', '.join(missing)} have no {attribute}"
                     )
-                if recipient == "channel" and any(t.channel is None for t in self.teams.values()):
-                    missing = [n for n, t in self.teams.items() if t.channel is None]
-                    problems.append(
-                        f"escalation[{index}].notify: channel, but teams {', '.join(missing)} "
-                        "have no channel"
-                    )
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        _raise(problems)
+        return escalation
+
+    @field_validator("marketing")
+    @classmethod
+    def _quotas_for_known_teams(
+        cls, marketing: MarketingConfig | None, info: ValidationInfo
+    ) -> MarketingConfig | None:
+        teams = info.data.get("teams")
+        if marketing is None or teams is None:
+            return marketing
+        _raise(
+            [
+                f'marketing.team_quotas: "{team}" is not a team (known: {", ".join(sorted(teams))})'
+                for team in marketing.team_quotas
+                if team not in teams
+            ]
+        )
+        return marketing
+
+
+def _raise(problems: list[str]) -> None:
+    """Problems whose lines name their own key paths (shown as they are)."""
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -781,8 +821,8 @@ def format_validation_error(error: ValidationError) -> list[str]:
             lines.append(f"{path}: unknown key{hint}")
         elif kind == "missing":
             lines.append(f"{path}: required key is missing")
-        elif not path:
-            lines.extend(message.splitlines())
+        elif not path or message.startswith((f"{path}.", f"{path}[", f"{path}:")):
+            lines.extend(message.splitlines())  # the lines name their own key paths
         else:
             value = item.get("input")
             shown = f' (got "{value}")' if isinstance(value, str | int | float) else ""
