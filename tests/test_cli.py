@@ -135,6 +135,7 @@ def test_every_command_says_in_one_line_that_the_database_is_unreachable(tmp_pat
         ["report"],
         ["health"],
         ["explain", "42"],
+        ["leads"],
         ["recycle", "--dry-run"],
         ["backtest", str(ROOT / "config/sla.yaml")],
         ["db", "upgrade"],
