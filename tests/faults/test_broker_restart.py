@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI
 from tests.e2e.world import RealClock, World, make_world
+from tests.faults.restarts import survives_restarts
 from tests.test_integration_celery import Service, services_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -81,24 +81,14 @@ def test_a_worker_survives_a_redis_restart_and_goes_on_delivering(
     world: World, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
     env = services_env(world, f"redis://127.0.0.1:{own_redis.port}/0", tmp_path)
-    world.add_rep("101", "Lena Fischer", "U0LENA")
-    world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
-    beat, worker = Service("beat", env, tmp_path), Service("worker", env, tmp_path)
-    beat.start()
-    worker.start()
-    try:
-        wait_until("the first DM", lambda: len(world.slack.dms_to("U0LENA")) == 1)
-        for _ in range(3):  # restarted while tasks are queued and in flight (ticks every 1 s)
-            own_redis.stop()
-            own_redis.start()
-            wait_until("the worker reconnects", lambda: worker.count("Connected to redis") >= 2)
-        assert worker.process is not None and worker.process.poll() is None, worker.log.read_text()
-        world.add_rep("102", "Jonas Weber", "U0JONAS")
-        world.add_lead(owner_id="102", assigned_ago=timedelta(hours=2), name="Tobias Klein")
-        wait_until("a DM after the restarts", lambda: len(world.slack.messages) >= 2)
-        sent = [m.user_id for m in world.slack.messages]
-        assert sorted(sent) == ["U0JONAS", "U0LENA"], sent  # nothing lost, nothing twice
-        assert "Unrecoverable error" not in worker.log.read_text()
-    finally:
-        worker.kill(signal.SIGTERM)
-        beat.kill(signal.SIGTERM)
+
+    def restart(worker: Service) -> None:
+        reconnected = worker.count("Connected to redis")
+        own_redis.stop()
+        own_redis.start()
+        wait_until(
+            "the worker reconnects",
+            lambda: worker.count("Connected to redis") > reconnected,
+        )
+
+    survives_restarts(world, env, tmp_path, restart)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI
 from tests.e2e.world import RealClock, World, make_world
+from tests.faults.restarts import survives_restarts
 from tests.faults.test_broker_restart import _free_port
 from tests.test_integration_celery import Service, services_env, wait_until
 
@@ -102,29 +101,10 @@ def test_a_worker_survives_postgresql_restarts_and_goes_on_delivering(
     world: World, own_postgres: OwnPostgres, redis_url: str, tmp_path: Path
 ) -> None:
     env = services_env(world, redis_url, tmp_path)
-    world.add_rep("101", "Lena Fischer", "U0LENA")
-    world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
-    beat, worker = Service("beat", env, tmp_path), Service("worker", env, tmp_path)
-    beat.start()
-    worker.start()
-    try:
-        wait_until("the first DM", lambda: len(world.slack.dms_to("U0LENA")) == 1)
-        for _ in range(3):  # restarted while stages run (beat ticks every second)
-            own_postgres.restart()
-            before = worker.count("succeeded in")
-            wait_until(
-                "tasks succeed again",
-                lambda before=before: worker.count("succeeded in") >= before + 3,  # type: ignore[misc]
-            )
-        assert worker.process is not None and worker.process.poll() is None, worker.log.read_text()
-        world.add_rep("102", "Jonas Weber", "U0JONAS")
-        world.add_lead(owner_id="102", assigned_ago=timedelta(hours=2), name="Tobias Klein")
-        wait_until("a DM after the restarts", lambda: len(world.slack.messages) >= 2)
-        seen = worker.count("succeeded in")
-        wait_until("more passes", lambda: worker.count("succeeded in") >= seen + 6)
-        sent = [m.user_id for m in world.slack.messages]
-        assert sorted(sent) == ["U0JONAS", "U0LENA"], sent  # nothing lost, nothing twice
-        assert "Unrecoverable error" not in worker.log.read_text()
-    finally:
-        worker.kill(signal.SIGTERM)
-        beat.kill(signal.SIGTERM)
+
+    def restart(worker: Service) -> None:
+        own_postgres.restart()
+        before = worker.count("succeeded in")
+        wait_until("tasks succeed again", lambda: worker.count("succeeded in") >= before + 3)
+
+    survives_restarts(world, env, tmp_path, restart)
