@@ -29,3 +29,27 @@ def test_the_beat_schedule_follows_the_config() -> None:
 def test_without_recycle_and_marketing_sections_those_tasks_are_not_scheduled() -> None:
     app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "worker/demo_config.yaml")}))
     assert set(app.conf.beat_schedule) == {"sync", "evaluate", "deliver", "prune"}
+
+
+def test_each_task_goes_to_its_queue_within_time_limits_redis_will_not_outlive() -> None:
+    app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml")}))
+    app.loader.import_default_modules()
+    queues = {
+        name: app.amqp.router.route({}, f"worker.tasks.{name}")["queue"].name
+        for name in ("sync", "evaluate", "deliver", "prune", "recycle", "report")
+    }
+    assert queues == {
+        "sync": "sync",
+        "evaluate": "evaluate",
+        "deliver": "deliver",
+        "prune": "housekeeping",
+        "recycle": "housekeeping",
+        "report": "housekeeping",
+    }
+    hard_limits = []
+    for name in queues:
+        task = app.tasks[f"worker.tasks.{name}"]
+        assert 0 < task.soft_time_limit < task.time_limit, name
+        hard_limits.append(task.time_limit)
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    assert visibility > max(hard_limits)  # never handed to a second worker while it runs

@@ -13,7 +13,19 @@ BIN = Path(sys.executable).parent
 
 
 def test_compose_has_the_production_services() -> None:
-    assert {"redis", "postgres", "migrate", "worker", "beat"} <= set(services())
+    assert {"redis", "postgres", "migrate", "worker", "worker-sync", "beat"} <= set(services())
+
+
+def test_every_queue_is_consumed_by_a_worker_and_sync_has_its_own() -> None:
+    from worker.celery_app import QUEUES
+
+    consumed: dict[str, set[str]] = {}
+    for name in ("worker", "worker-sync"):
+        cmd = command(name)
+        consumed[name] = set(cmd[cmd.index("-Q") + 1].split(","))
+    assert consumed["worker-sync"] == {"sync"}
+    assert "sync" not in consumed["worker"]  # a long sync never holds back delivery
+    assert consumed["worker"] | consumed["worker-sync"] == set(QUEUES)
 
 
 def test_exactly_one_beat_is_configured() -> None:
@@ -31,7 +43,7 @@ def test_the_migration_command_is_a_cli_command() -> None:
 
 def test_celery_accepts_the_worker_and_beat_command_lines(tmp_path: Path) -> None:
     env = {"SLA_CONFIG": str(Path("config/sla.yaml").resolve()), "PATH": str(BIN)}
-    for service in ("worker", "beat"):
+    for service in ("worker", "worker-sync", "beat"):
         cmd = command(service)
         assert cmd[:3] == ["celery", "-A", "worker.celery_app"]
         # --help after the full command line makes celery parse every option and exit 0.
@@ -79,7 +91,7 @@ def test_the_beat_healthcheck_is_a_cli_command() -> None:
 def test_the_stack_is_hardened() -> None:
     every = services()
     built = {name for name, s in every.items() if "build" in s}
-    assert built == {"migrate", "worker", "beat"}
+    assert built == {"migrate", "worker", "worker-sync", "beat"}
     assert len({every[name]["image"] for name in built}) == 1  # one image, named
     for name, service in every.items():
         assert service.get("logging", {}).get("options", {}).get("max-size"), name

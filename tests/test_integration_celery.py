@@ -110,8 +110,10 @@ def test_beat_and_worker_send_exactly_one_dm_and_survive_a_kill(
 
     beat = Service("beat", env, tmp_path)
     worker = Service("worker", env, tmp_path)
+    syncer = Service("worker-sync", env, tmp_path)  # the sync queue's own worker, as compose
     beat.start()
     worker.start()
+    syncer.start()
     delivered = "Task worker.tasks.deliver["
     try:
         wait_until("the rep has a DM", lambda: len(world.slack.dms_to("U0LENA")) >= 1)
@@ -143,5 +145,6 @@ def test_beat_and_worker_send_exactly_one_dm_and_survive_a_kill(
         wait_until("the restarted worker delivers", lambda: worker.count(delivered) >= seen + 6)
         assert len(world.slack.messages) == 1
     finally:
+        syncer.kill(signal.SIGTERM)
         worker.kill(signal.SIGTERM)
         beat.kill(signal.SIGTERM)

@@ -24,6 +24,35 @@ from worker.settings import Settings
 TASKS = ("sync", "evaluate", "deliver")
 PRUNE_EVERY = timedelta(hours=6)
 
+#: Each task on a queue of its own kind, so that a long sync (a first sync of a large portal
+#: takes many minutes) never holds back delivery: compose runs sync on a worker of its own
+#: (``-Q sync``) and the rest on another; a worker started without ``-Q`` consumes them all.
+QUEUE_OF = {
+    "sync": "sync",
+    "evaluate": "evaluate",
+    "deliver": "deliver",
+    "prune": "housekeeping",
+    "recycle": "housekeeping",
+    "report": "housekeeping",
+}
+QUEUES = ("sync", "evaluate", "deliver", "housekeeping")
+
+#: (soft, hard) time limits per task: the soft one stops a stage at its next step (its lease
+#: and claims keep what it committed), the hard one kills a process that hangs (a network
+#: call without answer). A sync of a million contacts stays well within 45 minutes.
+TIME_LIMITS = {
+    "sync": (timedelta(minutes=45), timedelta(minutes=50)),
+    "evaluate": (timedelta(minutes=25), timedelta(minutes=30)),
+    "deliver": (timedelta(minutes=10), timedelta(minutes=12)),
+    "prune": (timedelta(minutes=25), timedelta(minutes=30)),
+    "recycle": (timedelta(minutes=25), timedelta(minutes=30)),
+    "report": (timedelta(minutes=10), timedelta(minutes=12)),
+}
+#: Redis redelivers a task not acknowledged within this time (tasks are acknowledged when
+#: they end): longer than the longest hard limit plus a queue wait, or a long sync would be
+#: handed to a second worker while the first still runs it.
+VISIBILITY_TIMEOUT = timedelta(hours=2)
+
 
 def make_app(settings: Settings) -> Celery:
     """An app configured from ``settings`` now (tests, tools)."""
@@ -71,6 +100,17 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # Beat follows the config file while it runs (worker/beat.py).
         beat_scheduler="worker.beat:ReloadingScheduler",
         beat_schedule_filename=beat_schedule_filename(),
+        task_queues={name: {"exchange": name, "routing_key": name} for name in QUEUES},
+        task_routes={f"worker.tasks.{task}": {"queue": q} for task, q in QUEUE_OF.items()},
+        task_default_queue="deliver",
+        task_annotations={
+            f"worker.tasks.{task}": {
+                "soft_time_limit": soft.total_seconds(),
+                "time_limit": hard.total_seconds(),
+            }
+            for task, (soft, hard) in TIME_LIMITS.items()
+        },
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT.total_seconds()},
         task_ignore_result=True,
         # Acknowledge after the task ran: a worker killed mid-task leaves it to be redelivered.
         # Every stage is idempotent, so running one twice is harmless.

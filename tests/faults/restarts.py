@@ -21,13 +21,15 @@ def survives_restarts(
     world.add_rep("101", "Lena Fischer", "U0LENA")
     world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2))
     beat, worker = Service("beat", env, workdir), Service("worker", env, workdir)
-    beat.start()
-    worker.start()
+    syncer = Service("worker-sync", env, workdir)
+    for service in (beat, worker, syncer):
+        service.start()
     try:
         wait_until("the first DM", lambda: len(world.slack.dms_to("U0LENA")) == 1)
         for _ in range(3):  # while tasks are queued and in flight (beat ticks every second)
             restart(worker)
-        assert worker.process is not None and worker.process.poll() is None, worker.log.read_text()
+        for alive in (worker, syncer):
+            assert alive.process is not None and alive.process.poll() is None, alive.log.read_text()
         world.add_rep("102", "Jonas Weber", "U0JONAS")
         world.add_lead(owner_id="102", assigned_ago=timedelta(hours=2), name="Tobias Klein")
         wait_until("a DM after the restarts", lambda: len(world.slack.messages) >= 2)
@@ -37,5 +39,5 @@ def survives_restarts(
         assert sorted(sent) == ["U0JONAS", "U0LENA"], sent  # nothing lost, nothing twice
         assert "Unrecoverable error" not in worker.log.read_text()
     finally:
-        worker.kill(signal.SIGTERM)
-        beat.kill(signal.SIGTERM)
+        for service in (syncer, worker, beat):
+            service.kill(signal.SIGTERM)

@@ -37,7 +37,7 @@ def test_two_beats_two_workers_and_a_429_storm_tell_each_rep_once(
     services = []
     for n in (1, 2):
         own = {**env, "SLA_BEAT_SCHEDULE": str(tmp_path / f"celerybeat-schedule-{n}")}
-        for name in ("beat", "worker"):
+        for name in ("beat", "worker", "worker-sync"):
             service = Service(name, own, tmp_path)  # the compose service's command
             service.log = tmp_path / f"{name}-{n}.log"
             services.append(service)

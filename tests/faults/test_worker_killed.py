@@ -27,7 +27,7 @@ from worker.store.models import Finding, Lead
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 REPS = 40
-LEADS_PER_REP = 75  # 3,000 leads: 30 search pages of 100, six evaluate batches
+LEADS_PER_REP = 75  # 3,000 leads: 15 search pages of 200, six evaluate batches
 #: Past every lease and claim a dead worker can leave (sync/evaluate lease 3 min, outbox 5 min).
 LEASES_RUN_OUT = timedelta(minutes=6)
 

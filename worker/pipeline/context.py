@@ -119,6 +119,8 @@ def make_crm_client(settings: Settings, agreement: Agreement, *, max_retries: in
             score=crm.score_property,
             extra=agreement.extra_crm_properties(),
         ),
+        # Search's maximum: half the requests of the default 100 for a first sync (issue 16).
+        page_size=200,
         max_retries=max_retries,
         limiter=limiter,
         # Pauses and returns are read from status changes: read them exactly when they count.
