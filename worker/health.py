@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
@@ -23,7 +23,7 @@ from worker.errors import ConfigError, SlaWorkerError
 from worker.settings import Settings
 from worker.store import outbox
 from worker.store.db import make_engine, make_sessionmaker, session_scope
-from worker.store.models import OutboxRow
+from worker.store.models import OutboxRow, StageRun
 from worker.store.outbox import Status
 
 #: The periodic stages whose last success must be recent.
@@ -95,14 +95,27 @@ def _config(settings: Settings) -> tuple[SlaConfig | None, str | None]:
 def _store_checks(
     settings: Settings, config: SlaConfig | None, config_error: str | None, now: datetime
 ) -> Iterator[Check]:
-    problem = _store_problem(settings)
+    def config_check(since: datetime | None = None) -> Check:
+        if config_error is None:
+            return Check("config", True)
+        return Check(
+            "config", False, f"{config_error} (the workers run the last good config)", since
+        )
+
+    problem = _missing_store(settings)
     if problem is not None:
         yield Check("database", False, problem)
         if config_error is not None:
-            yield Check("config", False, f"{config_error} (the workers run the last good config)")
+            yield config_check()
         return
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url)  # one engine for the probe and the reads
     try:
+        problem = _unreadable_store(engine)
+        if problem is not None:
+            yield Check("database", False, problem)
+            if config_error is not None:
+                yield config_check()
+            return
         with session_scope(make_sessionmaker(engine)) as session:
             stored = {c.component: c for c in outbox.health(session)}
             runs = outbox.stage_runs(session)
@@ -117,6 +130,8 @@ def _store_checks(
                     OutboxRow.status == Status.PENDING, OutboxRow.due_at < now - STUCK_AFTER
                 )
             ).one()
+    except (OperationalError, InterfaceError):
+        raise  # the database did not answer: the CLI says so in one line, exit 3
     except SQLAlchemyError as e:
         yield Check("database", False, f"cannot read the store ({type(e).__name__})")
         return
@@ -124,13 +139,7 @@ def _store_checks(
         engine.dispose()
     yield Check("database", True)
     row = stored.get("config")
-    if config_error is None:
-        yield Check("config", True)
-    else:
-        since = row.updated_at if row is not None and not row.ok else now
-        yield Check(
-            "config", False, f"{config_error} (the workers run the last good config)", since
-        )
+    yield config_check(row.updated_at if row is not None and not row.ok else now)
     for name in ("crm", "slack"):
         if name in stored:
             check = stored[name]
@@ -141,8 +150,8 @@ def _store_checks(
     yield _outbox_check(counts, int(failed or 0), int(stuck[0] or 0), stuck[1])
 
 
-def _store_problem(settings: Settings) -> str | None:
-    """Why the store cannot be read as it is, without creating or changing anything."""
+def _missing_store(settings: Settings) -> str | None:
+    """A SQLite store that does not exist (looking must not create it)."""
     url = make_url(settings.database_url)
     database = url.database or ""
     if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):  # noqa: SIM102
@@ -151,15 +160,16 @@ def _store_problem(settings: Settings) -> str | None:
                 f"no store at {database} (set DATABASE_URL, or create it with "
                 "`sla-worker db upgrade`)"
             )
+    return None
+
+
+def _unreadable_store(engine: Engine) -> str | None:
+    """Why the store cannot be read as it is, without changing anything."""
     try:
-        engine = make_engine(settings.database_url)
-        try:
-            with engine.connect() as connection:
-                tables = set(inspect(connection).get_table_names())
-        finally:
-            engine.dispose()
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
     except (OperationalError, InterfaceError):
-        raise  # the database did not answer: the CLI says so in one line, exit 3
+        raise
     except SQLAlchemyError as e:
         return f"cannot be read ({type(e).__name__}; see `sla-worker --verbose health`)"
     if "stage_runs" not in tables:
@@ -167,11 +177,11 @@ def _store_problem(settings: Settings) -> str | None:
     return None
 
 
-def _stage_check(name: str, run: object, every: timedelta, now: datetime) -> Check:
+def _stage_check(name: str, run: StageRun | None, every: timedelta, now: datetime) -> Check:
     late_after = max(MIN_LATE, every * LATE_AFTER_RUNS)
     component = f"stage {name}"
-    last_ok = getattr(run, "last_ok_at", None)
-    error = getattr(run, "last_error", "")
+    last_ok = run.last_ok_at if run is not None else None
+    error = run.last_error if run is not None else ""
     if last_ok is None:
         detail = "has not succeeded yet" + (f"; last error: {error}" if error else "")
         return Check(component, False, detail)
