@@ -73,6 +73,14 @@ class Service:
     def count(self, text: str) -> int:
         return self.log.read_text(errors="replace").count(text) if self.log.exists() else 0
 
+    def tail(self, lines: int = 40) -> str:
+        """The last warnings and errors of its log, to explain a failed wait."""
+        if not self.log.exists():
+            return f"--- {self.name}: no log"
+        text = self.log.read_text(errors="replace").splitlines()
+        worth = [line for line in text if "WARNING" in line or "ERROR" in line]
+        return f"--- {self.name}\n" + "\n".join(worth[-lines:])
+
 
 def services_env(
     world: World, broker_url: str, tmp_path: Path, beat_state: str = "celerybeat-schedule"

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.e2e.world import World
@@ -98,3 +99,28 @@ def test_a_long_sync_renews_its_lease_page_by_page(world: World, ctx: Context) -
         summary = run_stage(ctx, "sync")
     # One take to start, then one renewal per committed page (leads, touches of each kind).
     assert summary.pages >= 2 and len(renewals) == 1 + summary.pages
+
+
+class _AnswerLost(Session):
+    """A session whose first commit lands and then reports the connection lost, as when
+    PostgreSQL stops between writing the commit and answering it."""
+
+    lost: list[bool]
+
+    def commit(self) -> None:
+        super().commit()
+        if self.lost:
+            self.lost.pop()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+
+def test_a_take_whose_answer_was_lost_gives_the_lease_back(
+    sessions: sessionmaker[Session],
+) -> None:
+    _AnswerLost.lost = [True]
+    answer_lost = sessionmaker(bind=sessions.kw["bind"], class_=_AnswerLost)
+    lease = Lease(answer_lost, "sync", lambda: NOW, TTL, sleep=lambda _: None)
+    with pytest.raises(OperationalError), lease:
+        pass  # never reached: the take raised
+    with Lease(sessions, "sync", lambda: NOW, TTL) as next_run:
+        assert next_run.held  # not blocked for a whole TTL by a holder that never knew

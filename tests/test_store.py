@@ -155,6 +155,23 @@ def test_an_expired_lease_is_claimed_again(sessions: sessionmaker[Session]) -> N
         assert [r.attempts for r in again] == [2]
 
 
+def test_a_stopped_pass_gives_back_all_it_holds_but_what_slack_accepted(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        outbox.enqueue(session, [_envelope(f"k{i}") for i in range(3)], NOW)
+        session.commit()
+    lease = timedelta(minutes=5)
+    with sessions() as session:
+        accepted, *rest = outbox.claim(session, "email:lena@example.com", NOW, lease, holder="a")
+        assert outbox.release_all(session, "b") == 0  # not b's
+        assert outbox.release_all(session, "a", keep=[accepted.id]) == len(rest) == 2
+        session.commit()
+        # Due again at once, not when the claim runs out; the accepted one waits for its record.
+        again = outbox.claim(session, "email:lena@example.com", NOW, lease, holder="c")
+        assert sorted(r.id for r in again) == sorted(r.id for r in rest)
+
+
 def test_the_models_and_the_migrations_agree(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

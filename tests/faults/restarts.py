@@ -38,6 +38,10 @@ def survives_restarts(
         sent = [m.user_id for m in world.slack.messages]
         assert sorted(sent) == ["U0JONAS", "U0LENA"], sent  # nothing lost, nothing twice
         assert "Unrecoverable error" not in worker.log.read_text()
+    except AssertionError as e:
+        raise AssertionError(
+            "\n".join([str(e), *(s.tail() for s in (beat, worker, syncer))])
+        ) from e
     finally:
         for service in (syncer, worker, beat):
             service.kill(signal.SIGTERM)

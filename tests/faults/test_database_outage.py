@@ -70,3 +70,25 @@ def test_a_short_database_outage_mid_sync_does_not_block_the_next_sync(
         again = run_stage(ctx, "sync")  # the same instant: not blocked for a TTL
         assert again.as_dict()["already_running"] is False
         assert again.as_dict()["leads"] == 1
+
+
+@pytest.mark.postgres
+def test_a_message_slack_accepted_is_recorded_through_a_short_outage(
+    proxied_world: tuple[World, TcpProxy],
+) -> None:
+    world, proxy = proxied_world
+    for n, name in enumerate(("Lena Fischer", "Jonas Weber", "Mia Wolf"), start=1):
+        world.add_rep(f"10{n}", name, f"U0REP{n}")
+        world.add_lead(owner_id=f"10{n}", assigned_ago=timedelta(hours=2))
+
+    def cut_for_a_moment(_: int) -> None:  # Slack has the first message; the database goes
+        proxy.cut()
+        threading.Timer(1.5, proxy.restore).start()
+
+    world.slack.during_call("chat.postMessage", cut_for_a_moment, done=True)
+    with world.context() as ctx:
+        for stage in ("sync", "evaluate", "deliver"):
+            run_stage(ctx, stage)
+        world.clock.advance(timedelta(minutes=10))  # past any claim: what is due is resent
+        run_stage(ctx, "deliver")
+    assert sorted(m.user_id for m in world.slack.messages) == ["U0REP1", "U0REP2", "U0REP3"]

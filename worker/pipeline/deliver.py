@@ -39,7 +39,7 @@ from worker.slack.messages import SlackMessage, digest_parts, render_notices
 from worker.slack.pacing import ChannelPacer
 from worker.slack.sender import RecordingSender, SlackSender
 from worker.store import outbox, queries
-from worker.store.db import rolled_back, session_scope
+from worker.store.db import UNREACHABLE, retrying, rolled_back, session_scope
 from worker.store.leases import new_holder
 from worker.store.models import OutboxRow
 from worker.store.outbox import Delivery
@@ -166,10 +166,30 @@ class _DeliverPass:
         self.clock = clock
         self.holder = new_holder()
         self.summary = DeliverSummary()
+        #: Rows of the message Slack just accepted, until they are recorded as sent.
+        self._accepted: list[int] = []
 
     def run(self, pacer: ChannelPacer) -> None:
         with session_scope(self.sessions) as session:
             recipients = outbox.recipients_due(session, self.now)
+        try:
+            self._run(recipients, pacer)
+        except UNREACHABLE:
+            # The database went away mid-pass: free this pass's claims as soon as it answers
+            # again (not in five minutes), but those Slack accepted — they are not sent twice.
+            try:
+                retrying(
+                    self.sessions,
+                    lambda session: outbox.release_all(session, self.holder, self._accepted),
+                    "giving back the notices this pass claimed",
+                )
+            except UNREACHABLE:
+                log.error(
+                    "could not give back claimed notices; they are due again in %s", self.lease_for
+                )
+            raise
+
+    def _run(self, recipients: list[str], pacer: ChannelPacer) -> None:
         posts: list[Post] = []
         try:
             for recipient in recipients:
@@ -289,14 +309,21 @@ class _DeliverPass:
             return (now, str(e))
         summary.messages += 1
         summary.posts.append(post)
-        with session_scope(self.sessions) as session:
+        self._accepted = list(post.row_ids)
+
+        def record(session: Session) -> int:
             outbox.set_health(session, "slack", True, "", now)
-            summary.rows_sent += outbox.mark_sent(
-                session, post.row_ids, holder, channel=sent.channel, ts=sent.ts, now=now
-            )
             outbox.remember_threads(
                 session, post.recipient, post.opens_threads_for, sent.channel, sent.ts, now
             )
+            return outbox.mark_sent(
+                session, post.row_ids, holder, channel=sent.channel, ts=sent.ts, now=now
+            )
+
+        # Slack has the message: recording it must outlast a short outage, or its rows would
+        # be sent again once their claim ran out.
+        summary.rows_sent += retrying(self.sessions, record, "recording a sent message")
+        self._accepted = []
         return None
 
 

@@ -5,17 +5,28 @@ SQLite is the embedded default, PostgreSQL the production store; both run the sa
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: The errors of a database that cannot be reached (down, restarting, connection cut).
+UNREACHABLE = (OperationalError, InterfaceError)
+#: Seconds between tries while the database is unreachable: about half a minute in all, the
+#: time a PostgreSQL restart or a failover takes.
+RETRY_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def normalise_url(url: str) -> str:
@@ -60,6 +71,30 @@ def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def retrying(
+    factory: Callable[[], Session],
+    work: Callable[[Session], _T],
+    what: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """``work(session)`` in a transaction of its own, tried again while the database is
+    unreachable (waits of :data:`RETRY_WAITS`); the last error is raised when it stays so.
+    For the writes that settle what already happened outside (a lease given back, a message
+    Slack accepted): a short outage must not leave them undone. ``work`` must be idempotent
+    (a commit whose answer was lost may have landed)."""
+    for wait in (*RETRY_WAITS, None):
+        try:
+            with session_scope(factory) as session:
+                return work(session)
+        except UNREACHABLE:
+            if wait is None:
+                raise
+            log.warning("database unreachable while %s; trying again in %ss", what, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 @contextmanager

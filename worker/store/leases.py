@@ -20,10 +20,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from worker.store.db import session_scope
+from worker.store.db import UNREACHABLE, retrying, session_scope
 from worker.store.models import StageLease
 
 log = logging.getLogger(__name__)
@@ -71,9 +70,6 @@ def give_back(session: Session, name: str, holder: str) -> None:
 #: How long a lease lasts unless renewed: a stage renews it at every step (a sync page takes
 #: seconds), so a worker that dies holding it blocks the stage for this long at most.
 LEASE_TTL = timedelta(minutes=3)
-#: Seconds between tries to give a lease back while the database is unreachable (about half
-#: a minute in all); after that the lease runs out by itself.
-RELEASE_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class Lease:
@@ -97,8 +93,16 @@ class Lease:
         self.held = False
 
     def __enter__(self) -> Lease:
-        with session_scope(self._sessions) as session:
-            self.held = take(session, self._name, self.holder, self._clock(), self._ttl)
+        try:
+            with session_scope(self._sessions) as session:
+                self.held = take(session, self._name, self.holder, self._clock(), self._ttl)
+        except UNREACHABLE:
+            # The server may have committed the take and lost the connection before it
+            # answered (PostgreSQL stopped mid-commit): we may hold the lease without knowing
+            # it, and nobody would give it back before it ran out. Giving back is conditional
+            # on our holder name, so it is harmless when the take never landed.
+            self._give_back()
+            raise
         return self
 
     def renew(self) -> None:
@@ -116,24 +120,20 @@ class Lease:
         """Give the lease back, retrying while the database is unreachable (the stage may have
         failed for that very reason): a live worker must not block the stage for a whole TTL
         because of a short outage. Never raises: the lease runs out by itself at worst."""
-        for wait in (*RELEASE_WAITS, None):
-            try:
-                with session_scope(self._sessions) as session:
-                    give_back(session, self._name, self.holder)
-                return
-            except (OperationalError, InterfaceError) as e:
-                if wait is None:
-                    log.error(
-                        "%s: could not give the lease back (%s); it runs out within %s",
-                        self._name,
-                        type(e.orig).__name__,
-                        self._ttl,
-                    )
-                    return
-                log.warning(
-                    "%s: database unreachable, giving the lease back in %ss", self._name, wait
-                )
-                self._sleep(wait)
+        try:
+            retrying(
+                self._sessions,
+                lambda session: give_back(session, self._name, self.holder),
+                f"giving the {self._name} lease back",
+                sleep=self._sleep,
+            )
+        except UNREACHABLE as e:
+            log.error(
+                "%s: could not give the lease back (%s); it runs out within %s",
+                self._name,
+                type(e.orig).__name__,
+                self._ttl,
+            )
 
 
 def alone(

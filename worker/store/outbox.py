@@ -247,6 +247,23 @@ def release(session: Session, ids: Sequence[int], holder: str) -> int:
     return _move(session, ids, holder, status=Status.PENDING)
 
 
+def release_all(session: Session, holder: str, keep: Sequence[int] = ()) -> int:
+    """Give back every row this holder still holds but those in ``keep``: a pass that stops on
+    an error frees its claims now rather than when they run out. By holder, not by ids: a claim
+    whose commit answer was lost holds rows the pass never saw."""
+    query = update(OutboxRow).where(
+        OutboxRow.status == Status.SENDING, OutboxRow.claimed_by == holder
+    )
+    if keep:
+        query = query.where(OutboxRow.id.not_in(keep))
+    result = session.execute(
+        query.values(status=Status.PENDING, leased_until=None, claimed_by=None).execution_options(
+            synchronize_session=False
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def supersede(session: Session, ids: Sequence[int], holder: str, reason: str) -> int:
     """The news is no longer true: never sent, with the reason kept."""
     return _move(session, ids, holder, status=Status.SUPERSEDED, last_error=reason)
