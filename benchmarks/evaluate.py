@@ -1,39 +1,54 @@
-"""The evaluate stage at volume: a first evaluation of N stored leads, store round trips included.
+"""The evaluate stage at volume: a first pass over N stored leads, then a pass where a share is due.
 
 Seeds a throw-away store (SQLite, or ``--database-url`` for PostgreSQL: give it an empty
-database) with N leads of the example config's mix, assigned over the last 30 days, then times
-one ``evaluate`` pass: the engine plus loading bundles, writing findings and queueing notices.
-The last line is machine-readable: ``leads=<N> leads_per_s=<int> notifications=<int>``.
+database) with N leads of the example config's mix and 40 reps, assigned over the last 30 days.
+Then it times two ``evaluate`` passes, each in a process of its own so that its peak memory is
+its own: the **first pass** (every lead new) and, an hour later, an **incremental pass** where
+``--due`` of the leads changed in the CRM (sync marked them) — the pass a worker runs every
+minute. Store round trips are included; the engine is a small part of either.
 
-    .venv/bin/python benchmarks/evaluate.py [--leads 20000] [--database-url URL]
+    .venv/bin/python benchmarks/evaluate.py [--stored 100000] [--due 0.01] [--database-url URL]
+
+The last line is machine-readable, the incremental pass:
+``stored=<N> due=<n> pass_s=<s> leads_per_s=<int> peak_rss_mb=<MB>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
+from sqlalchemy import update
+
 from worker.config import Agreement, load_config
-from worker.crm.records import CrmLead
-from worker.pipeline.evaluate import evaluate
+from worker.crm.records import CrmLead, CrmOwner
+from worker.pipeline.evaluate import EvaluateSummary, evaluate
 from worker.store import mirror
 from worker.store.db import make_engine, make_sessionmaker, session_scope, upgrade
+from worker.store.models import Lead
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+REPS = 40
+SEED_BATCH = 2_000
 
 
-def synthetic_leads(count: int) -> list[CrmLead]:
-    return [
-        CrmLead(
-            id=str(i),
+def synthetic_leads(start: int, stop: int) -> Iterator[CrmLead]:
+    for i in range(start, stop):
+        yield CrmLead(
+            id=f"{i:09d}",
             created_at=NOW - timedelta(days=i % 30, hours=2),
             modified_at=NOW - timedelta(hours=1),
-            owner_id=str(100 + i % 40),
+            owner_id=str(100 + i % REPS),
             owner_assigned_at=NOW - timedelta(days=i % 30, hours=1),
             first_name=f"Lead{i}",
             last_name="Example",
@@ -44,37 +59,91 @@ def synthetic_leads(count: int) -> list[CrmLead]:
             priority=("HIGH", "MEDIUM", "LOW")[i % 3],
             score=float(i % 100),
         )
-        for i in range(count)
+
+
+def seed(url: str, stored: int) -> None:
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    owners = [
+        CrmOwner(id=str(100 + n), email=f"rep{n}@example.com", first_name="Rep", last_name=str(n))
+        for n in range(REPS)
     ]
+    with session_scope(sessions) as session:
+        mirror.upsert_owners(session, owners, NOW)
+    for start in range(0, stored, SEED_BATCH):
+        with session_scope(sessions) as session:
+            batch = list(synthetic_leads(start, min(start + SEED_BATCH, stored)))
+            mirror.upsert_leads(session, batch, NOW)
+    engine.dispose()
+
+
+def mark_changed(url: str, stored: int, due: int) -> None:
+    """What a sync does when ``due`` leads changed in the CRM: mark them to be judged again."""
+    if not due:
+        return
+    step = max(1, stored // due)
+    ids = [f"{i:09d}" for i in range(0, stored, step)][:due]
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for start in range(0, len(ids), 1_000):
+            chunk = ids[start : start + 1_000]
+            connection.execute(update(Lead).where(Lead.id.in_(chunk)).values(dirty=True))
+    engine.dispose()
+
+
+def _pass(url: str, at: datetime, out: Connection) -> None:
+    """One evaluate pass in this (child) process; sends back its summary, time and peak RSS."""
+    agreement = Agreement(load_config(ROOT / "config" / "sla.yaml"))
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    started = time.perf_counter()
+    summary = evaluate(agreement, sessions, at)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.send((summary, elapsed, peak_mb))
+
+
+def timed_pass(url: str, at: datetime) -> tuple[EvaluateSummary, float, float]:
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_pass, args=(url, at, send))
+    child.start()
+    result: tuple[EvaluateSummary, float, float] = receive.recv()
+    child.join()
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=20_000)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--stored", type=int, default=100_000, help="leads in the store")
+    parser.add_argument("--due", type=float, default=0.01, help="share changed before pass 2")
+    parser.add_argument("--database-url", default=None, help="an empty database (PostgreSQL)")
     args = parser.parse_args()
-    agreement = Agreement(load_config(ROOT / "config" / "sla.yaml"))
+    due = int(args.stored * args.due)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
-        upgrade(url)
-        engine = make_engine(url)
-        sessions = make_sessionmaker(engine)
-        leads = synthetic_leads(args.leads)
-        with session_scope(sessions) as session:
-            for start in range(0, len(leads), 500):
-                mirror.upsert_leads(session, leads[start : start + 500], NOW)
+        store = url.split(":", 1)[0]
         started = time.perf_counter()
-        summary = evaluate(agreement, sessions, NOW)
-        elapsed = time.perf_counter() - started
-        engine.dispose()
-    print(f"evaluate: {summary.as_dict()}")
-    print(f"store: {url.split(':', 1)[0]}, {elapsed:.1f} s")
+        seed(url, args.stored)
+        print(f"seeded {args.stored} leads in {time.perf_counter() - started:.0f} s ({store})")
+        first, first_s, first_mb = timed_pass(url, NOW)
+        print(f"first pass: {first.as_dict()}")
+        print(
+            f"first pass: {first_s:.1f} s, {int(first.leads / first_s)} leads/s, "
+            f"peak RSS {first_mb:.0f} MB"
+        )
+        mark_changed(url, args.stored, due)
+        again, again_s, again_mb = timed_pass(url, LATER)
+        print(f"incremental pass: {again.as_dict()}")
     print(
-        f"leads={summary.leads} leads_per_s={int(summary.leads / elapsed)} "
-        f"notifications={summary.notifications}"
+        f"stored={args.stored} due={again.leads} pass_s={again_s:.2f} "
+        f"leads_per_s={int(again.leads / again_s) if again_s else 0} peak_rss_mb={again_mb:.0f}"
     )
     # Every seeded lead has an owner and a policy: a pass that judged fewer lost work.
-    return 0 if summary.leads == args.leads and summary.skipped == 0 else 1
+    complete = first.leads == args.stored and first.skipped == 0 and again.leads >= due
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

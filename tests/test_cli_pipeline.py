@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,9 +40,20 @@ def test_a_dry_run_shows_text_as_a_person_reads_it_and_when_each_message_would_g
 ) -> None:
     from tests.test_escalation_ladder import DIGESTS
 
+    # The manager's level (1 h to the deadline, 30 min more) fell due after the last digest
+    # slot (09:00 or 14:00 UTC, the calendar always open), so its digest waits for the next.
+    now = datetime.now(UTC)
+    slots = [
+        datetime.combine(now.date() - timedelta(days=back), time(hour), UTC)
+        for back in (0, 1)
+        for hour in (9, 14)
+    ]
+    last_slot = max(slot for slot in slots if slot <= now)
+    level_due = now - min(timedelta(minutes=1), (now - last_slot) / 2)
+    assigned_ago = now - level_due + timedelta(hours=1, minutes=30)
     for world in make_world(tmp_path, sqlite_url, clock=RealClock(), config=DIGESTS):
         world.add_rep()
-        world.add_lead(assigned_ago=timedelta(hours=2), name="Bob <!channel>", company="A & B")
+        world.add_lead(assigned_ago=assigned_ago, name="Bob <!channel>", company="A & B")
         done = run("run-once", "--dry-run", cwd=tmp_path, env=world.env())
         assert done.returncode == 0, done.stderr
         out = done.stdout

@@ -46,7 +46,7 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
         )
     tz = team.calendar.timezone
     header = (
-        f"Lead {lead_id} {bundle.lead.display_name} · team {team.name} · calendar "
+        f"Lead {lead_id} {bundle.lead_name} · team {team.name} · calendar "
         f"{team.calendar.name} ({tz}) · policy {policy.name}"
     )
     lines = [header, ""]

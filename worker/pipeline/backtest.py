@@ -106,8 +106,7 @@ def _compare(
         if old != new:
             changed = True
             if len(result.changes) < MAX_CHANGES_LISTED:
-                lead = bundle.lead
-                result.changes.append(Change(lead.id, lead.display_name, rule, old, new))
+                result.changes.append(Change(bundle.lead.id, bundle.lead_name, rule, old, new))
     result.changed_leads += changed
 
 

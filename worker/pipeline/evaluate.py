@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,7 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.store import models, outbox, queries
+from worker.store import judgements, outbox, queries
 from worker.store.db import session_scope
 from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
@@ -94,35 +95,40 @@ def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
     row, owner = bundle.lead, bundle.owner
     return LeadFacts(
         lead_id=row.id,
-        lead_name=row.display_name,
+        lead_name=bundle.lead_name,
         company=row.company,
         priority=row.priority,
         record_url=record_url.replace("{id}", row.id) if record_url else None,
         owner_email=owner.email if owner is not None and not owner.archived else None,
-        rep_name=owner.display_name if owner is not None else "unassigned",
+        rep_name=bundle.owner_name,
         status=row.status,
     )
 
 
 def evaluate_bundle(
-    bundle: queries.LeadBundle, agreement: Agreement, now: datetime
+    bundle: queries.LeadBundle,
+    agreement: Agreement,
+    now: datetime,
+    complete: tuple[list[str], datetime | None] | None = None,
 ) -> tuple[LeadEvaluation, Team] | None:
     """Judge one lead with its team's calendar; None when there is nothing to judge (no
-    owner, archived)."""
+    owner, archived). ``complete``: what it lacks and since when it is complete, as just
+    found (:func:`completeness`); by default as stored at its last evaluation."""
     row = bundle.lead
     if row.archived or row.owner_id is None:
         return None
+    missing, complete_since = complete or (row.missing_fields, row.complete_since)
     marketing = agreement.config.marketing
     waits_for_completeness = marketing is not None and marketing.incomplete_clock == "wait"
-    if waits_for_completeness and row.missing_fields:
+    if waits_for_completeness and missing:
         return None  # its clocks start when marketing completes it
     owner = bundle.owner
     team = agreement.team_for(
         owner.email if owner is not None else None, owner.teams if owner is not None else []
     )
     lead, touches = engine_inputs(bundle)
-    if waits_for_completeness and row.complete_since and lead.assigned_at:
-        lead = replace(lead, assigned_at=max(lead.assigned_at, row.complete_since))
+    if waits_for_completeness and complete_since and lead.assigned_at:
+        lead = replace(lead, assigned_at=max(lead.assigned_at, complete_since))
     policy = select_policy(lead, agreement.policies)
     evaluation = evaluate_lead(
         lead, touches, policy, team.calendar, agreement.touch_rules, agreement.escalation, now
@@ -139,69 +145,89 @@ def evaluate(
     heartbeat: Callable[[], None] = lambda: None,
 ) -> EvaluateSummary:
     """Evaluate every due lead, batch by batch, each batch one transaction; ``heartbeat``
-    after each (the caller renews its lease there)."""
+    after each (the caller renews its lease there). A batch reads its leads as plain rows in a
+    few queries and writes them back in a few statements: the leads, the findings that changed,
+    the notices not already in the outbox."""
     summary = EvaluateSummary()
     record_url = agreement.config.crm.record_url
     with session_scope(sessions) as session:
         summary.rejudged = queries.apply_agreement(session, agreement.fingerprint, now)
     if summary.rejudged:
         log.info("the agreement changed: all %d tracked leads are judged again", summary.rejudged)
-    last: str | None = None
+    walk = queries.DueWalk()
     while True:
         heartbeat()
         with session_scope(sessions) as session:
-            ids = queries.due_lead_ids(session, now, batch_size, after=last)
+            ids = queries.next_due_ids(session, now, batch_size, walk)
             if not ids:
                 return summary
-            # One query for the batch's findings and one insert for its notices: per-lead round
-            # trips made a first evaluation of a large portal take minutes.
+            batch = _Batch(now)
             findings = queries.findings_for(session, ids)
-            envelopes: list[Envelope] = []
             for bundle in queries.load_bundles(session, ids):
-                previous = findings.get(bundle.lead.id, {})
-                envelopes += _evaluate_one(
-                    session, bundle, previous, agreement, record_url, now, summary
+                _evaluate_one(
+                    session, bundle, findings[bundle.lead.id], agreement, record_url, batch, summary
                 )
+            judgements.save_leads(session, batch.leads)
+            judgements.save_findings(session, batch.findings)
+            envelopes = batch.envelopes(session, agreement)
             summary.notifications += outbox.enqueue(session, envelopes, now)
-        if len(ids) < batch_size:
-            return summary
-        last = ids[-1]
+
+
+class _Batch:
+    """What a batch writes: each judged lead's bookkeeping, the findings whose verdict changed
+    and the notices they cause (built only for those not already in the outbox)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.leads: list[dict[str, Any]] = []
+        self.findings: list[dict[str, Any]] = []
+        self.drafts: list[tuple[Draft, str, Team]] = []
+
+    def judged(self, row: queries.Row, **values: Any) -> None:
+        self.leads.append({"id": row.id, "revision": row.revision, **values})
+
+    def envelopes(self, session: Session, agreement: Agreement) -> list[Envelope]:
+        keys = [draft.dedup_key for draft, _, _ in self.drafts]
+        known = outbox.existing_keys(session, keys)
+        return [
+            _scheduled(draft, lead_id, team, agreement, self.now)
+            for draft, lead_id, team in self.drafts
+            if draft.dedup_key not in known
+        ]
 
 
 def _evaluate_one(
     session: Session,
     bundle: queries.LeadBundle,
-    previous: dict[str, models.Finding],
+    previous: dict[str, queries.Row],
     agreement: Agreement,
     record_url: str | None,
-    now: datetime,
+    batch: _Batch,
     summary: EvaluateSummary,
-) -> list[Envelope]:
-    """Judge one lead: its findings are updated in place; returns the notices it causes."""
-    row = bundle.lead
-    _track_completeness(row, agreement)
+) -> None:
+    """Judge one lead into ``batch``: its bookkeeping, changed findings and notices."""
+    row, now = bundle.lead, batch.now
+    missing, complete_since = completeness(row, agreement)
     if _owner_not_synced_yet(bundle, now):
         # Sync reads owners before leads, so a lead assigned to a rep added meanwhile can be
         # stored before its owner. Judged now, its reminder would go to the manager in the
         # rep's place; it waits (dirty) for the next sync to bring the owner in.
         summary.skipped += 1
-        return []
+        return
+    tracked = {"missing_fields": missing, "complete_since": complete_since}
     try:
-        judged = evaluate_bundle(bundle, agreement, now)
+        judged = evaluate_bundle(bundle, agreement, now, (missing, complete_since))
     except (ValueError, TypeError) as e:
         # Bad CRM data for one lead must not stop the run: log it, park the lead until it
         # changes again (dirty is cleared, no next check), carry on.
         log.error("lead %s: cannot evaluate (%s); skipped until it changes", row.id, e)
-        row.dirty = False
-        row.next_check_at = None
+        batch.judged(row, next_check_at=None, recycle_reason=None, **tracked)
         summary.skipped += 1
-        return []
-    row.dirty = False
-    row.recycle_reason = None
+        return
     if judged is None:
-        row.next_check_at = None
+        batch.judged(row, next_check_at=None, recycle_reason=None, **tracked)
         summary.skipped += 1
-        return []
+        return
     evaluation, team = judged
     summary.leads += 1
     announced = {rule: f.breached_deadline_at for rule, f in previous.items()}
@@ -213,27 +239,35 @@ def _evaluate_one(
         announced,
         _paged(session, row.id, evaluation, announced),
     )
-    envelopes = [_scheduled(draft, row.id, team, agreement, now) for draft in drafts]
+    batch.drafts += [(draft, row.id, team) for draft in drafts]
     for result in evaluation.rules:
-        finding = previous.get(result.rule.value)
-        if finding is None:
-            finding = models.Finding(lead_id=row.id, rule=result.rule.value)
-            session.add(finding)
-        finding.policy = evaluation.policy
-        finding.state = result.state.value
-        finding.started_at = result.started_at
-        finding.deadline_at = result.deadline_at
-        finding.met_at = result.met_at
-        finding.detail = result.detail
-        finding.evaluated_at = now
+        before = previous.get(result.rule.value)
         if result.state is RuleState.BREACHED:
             summary.breached += 1
-            finding.breached_deadline_at = result.deadline_at
-        elif result.state is not RuleState.MET_LATE:
-            finding.breached_deadline_at = None
-    row.next_check_at = evaluation.next_check_at
-    row.recycle_reason = evaluation.recycle_reason if evaluation.recycle_due else None
-    return envelopes
+            breached_at = result.deadline_at
+        elif result.state is RuleState.MET_LATE:
+            breached_at = before.breached_deadline_at if before is not None else None
+        else:
+            breached_at = None
+        verdict = {
+            "policy": evaluation.policy,
+            "state": result.state.value,
+            "started_at": result.started_at,
+            "deadline_at": result.deadline_at,
+            "met_at": result.met_at,
+            "detail": result.detail,
+            "breached_deadline_at": breached_at,
+        }
+        if before is None or any(getattr(before, k) != v for k, v in verdict.items()):
+            batch.findings.append(
+                {"lead_id": row.id, "rule": result.rule.value, "evaluated_at": now, **verdict}
+            )
+    batch.judged(
+        row,
+        next_check_at=evaluation.next_check_at,
+        recycle_reason=evaluation.recycle_reason if evaluation.recycle_due else None,
+        **tracked,
+    )
 
 
 def _paged(
@@ -299,20 +333,20 @@ def _scheduled(
     )
 
 
-def missing_fields(row: models.Lead, required: Sequence[str]) -> list[str]:
+def missing_fields(row: queries.Row, required: Sequence[str]) -> list[str]:
     """The required CRM properties a lead lacks (empty or blank counts as missing)."""
     properties = row.properties or {}
     return [name for name in required if not str(properties.get(name) or "").strip()]
 
 
-def _track_completeness(row: models.Lead, agreement: Agreement) -> None:
-    """Record what a lead lacks, and when it became complete: the first time it is seen
-    complete after being incomplete, at the CRM change that completed it; a lead complete
-    from the start, at its creation."""
+def completeness(row: queries.Row, agreement: Agreement) -> tuple[list[str], datetime | None]:
+    """What a lead lacks, and since when it is complete: the first time it is seen complete
+    after being incomplete, at the CRM change that completed it; a lead complete from the
+    start, at its creation."""
     marketing = agreement.config.marketing
     missing = missing_fields(row, marketing.required_fields) if marketing else []
-    if not missing and row.complete_since is None:
-        row.complete_since = row.modified_at if row.missing_fields else row.created_at
-    elif missing:
-        row.complete_since = None
-    row.missing_fields = missing
+    if missing:
+        return missing, None
+    if row.complete_since is not None:
+        return missing, row.complete_since
+    return missing, row.modified_at if row.missing_fields else row.created_at

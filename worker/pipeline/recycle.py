@@ -266,7 +266,7 @@ def _record_outcomes(
             audit.outcome = "done"
             stored = session.get(Lead, lead_id)
             if stored is not None:
-                stored.dirty = True  # the next sync brings the CRM's new state
+                stored.mark_dirty()  # the next sync brings the CRM's new state
                 stored.recycle_reason = None
             summary.recycled += 1
             summary.items.append(_item(lead, owners, before, after, "recycled"))
@@ -330,7 +330,7 @@ def undo(
             row.detail = f"undone at {now.isoformat()}"
             stored = session.get(Lead, audit.lead_id)
             if stored is not None:
-                stored.dirty = True
+                stored.mark_dirty()
             summary.recycled += 1
     return summary
 

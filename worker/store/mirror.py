@@ -191,7 +191,7 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
         elif is_new or old_status != row.status:
             session.add(LeadStatusChange(lead_id=lead.id, at=lead.modified_at, status=row.status))
         if differs:
-            row.dirty = True
+            row.mark_dirty()
             changed.add(lead.id)
     _replace_histories(session, exact)
     merged = {m for lead in newest.values() for m in lead.merged_ids} - set(newest)
@@ -247,7 +247,7 @@ def mark_archived(session: Session, lead_ids: Iterable[str]) -> int:
         result = session.execute(
             update(Lead)
             .where(Lead.id.in_(chunk), Lead.archived.is_(False))
-            .values(archived=True, dirty=True)
+            .values(archived=True, **Lead.dirty_values())
             .execution_options(synchronize_session="fetch")
         )
         count += int(getattr(result, "rowcount", 0) or 0)
@@ -315,7 +315,7 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
         session.execute(
             update(Lead)
             .where(Lead.id.in_(chunk))
-            .values(dirty=True)
+            .values(**Lead.dirty_values())
             .execution_options(synchronize_session="fetch")
         )
     return affected

@@ -98,6 +98,9 @@ class Lead(Base):
     synced_at: Mapped[datetime]
     #: Set by sync when anything the engine reads changed; cleared by evaluate.
     dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Counts the changes that marked the lead dirty (``mirror.DIRTY``): evaluate clears
+    #: ``dirty`` only if no change came in after it read the lead.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: From the engine: the earliest instant the SLA state can change without new data.
     next_check_at: Mapped[datetime | None]
     #: From the engine: why the lead is due to go back to marketing (None: it is not).
@@ -111,9 +114,26 @@ class Lead(Base):
     def display_name(self) -> str:
         return display_name(self.first_name, self.last_name, self.email, self.id)
 
+    def mark_dirty(self) -> None:
+        """To be judged again: a change the next evaluate pass must see."""
+        self.dirty = True
+        if self.revision is not None:  # stored already: counted in SQL, never from a stale copy
+            self.revision = Lead.revision + 1
+
+    @staticmethod
+    def dirty_values() -> dict[str, Any]:
+        """:meth:`mark_dirty` for an UPDATE statement's ``values``."""
+        return {"dirty": True, "revision": Lead.revision + 1}
+
     __table_args__ = (
-        Index("ix_leads_dirty", "dirty"),
-        Index("ix_leads_next_check_at", "next_check_at"),
+        # Due leads by index alone: the dirty ones by id, the others by next check (queries).
+        Index(
+            "ix_leads_dirty_id",
+            "id",
+            postgresql_where=text("dirty = true"),
+            sqlite_where=text("dirty = 1"),
+        ),
+        Index("ix_leads_next_check_at_id", "next_check_at", "id"),
         Index("ix_leads_owner_id", "owner_id"),
     )
 
@@ -199,6 +219,8 @@ class Finding(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     #: The deadline whose breach was last announced: a later met_late on it is "resolved".
     breached_deadline_at: Mapped[datetime | None]
+    #: When the verdict was last written: the pass that found it, or that changed it (a pass
+    #: that reaches the same verdict does not write it again).
     evaluated_at: Mapped[datetime]
 
 

@@ -391,6 +391,18 @@ def counts_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
+def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The dedup keys among ``keys`` already in the outbox (a probe of its unique index per
+    500 keys): a stage skips building notices that would be dropped on insert anyway."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.update(
+            session.scalars(select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_(chunk)))
+        )
+    return found
+
+
 def paged(session: Session, key_prefix: str, kinds: Iterable[str]) -> set[str]:
     """Who was sent a notice of one of ``kinds`` whose dedup key starts with ``key_prefix``
     (lead, rule, deadline): the recipients a "done, late" goes to, empty when nobody heard."""

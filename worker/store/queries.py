@@ -10,10 +10,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row as RowType
+from sqlalchemy import false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
+from worker.names import display_name
 from worker.store.models import (
     AgreementApplied,
     Finding,
@@ -26,48 +29,90 @@ from worker.store.models import (
 
 # -- evaluate -------------------------------------------------------------------------------
 
+#: A stored row read as plain columns (attribute access by column name), not an ORM entity:
+#: a pass reads thousands and changes a few columns of each with one statement.
+Row = RowType[*tuple[Any, ...]]
 
-def due_lead_ids(
-    session: Session, now: datetime, limit: int, after: str | None = None
-) -> list[str]:
-    """Leads that changed, or whose next deadline has come: never the whole table. Keyset by
-    id (``after``: the last id of the previous batch), so one pass visits each lead once,
-    even one that stays due (it waits for its owner), and never rescans from the start."""
-    query = select(Lead.id).where(or_(Lead.dirty.is_(True), Lead.next_check_at <= now))
-    if after is not None:
-        query = query.where(Lead.id > after)
-    return list(session.scalars(query.order_by(Lead.id).limit(limit)).all())
+
+@dataclass
+class DueWalk:
+    """Where a pass is in its two walks over due leads, each in the order of its own index:
+    the dirty ones by id (``ix_leads_dirty_id``), then those whose next check has come by
+    (next check, id) (``ix_leads_next_check_at_id``). Each batch starts where the last one
+    ended, so a pass visits each due lead once and costs in proportion to what is due, not to
+    what is stored; a lead that stays due (it waits for its owner) is not visited again."""
+
+    dirty_after: str | None = None
+    dirty_done: bool = False
+    check_after: tuple[datetime | None, str] | None = None
+
+
+def next_due_ids(session: Session, now: datetime, limit: int, walk: DueWalk) -> list[str]:
+    """The next batch of due leads (empty: the pass is done); advances ``walk``."""
+    if not walk.dirty_done:
+        query = select(Lead.id).where(Lead.dirty == true())
+        if walk.dirty_after is not None:
+            query = query.where(Lead.id > walk.dirty_after)
+        ids = list(session.scalars(query.order_by(Lead.id).limit(limit)))
+        walk.dirty_done = len(ids) < limit
+        if ids:
+            walk.dirty_after = ids[-1]
+            return ids
+    due = select(Lead.next_check_at, Lead.id).where(
+        Lead.next_check_at <= now, Lead.dirty == false()
+    )
+    if walk.check_after is not None:
+        due = due.where(tuple_(Lead.next_check_at, Lead.id) > tuple_(*walk.check_after))
+    rows = session.execute(due.order_by(Lead.next_check_at, Lead.id).limit(limit)).all()
+    if rows:
+        walk.check_after = (rows[-1][0], rows[-1][1])
+    return [lead_id for _, lead_id in rows]
 
 
 @dataclass(frozen=True)
 class LeadBundle:
     """Everything evaluate needs about one lead, read in a few queries per batch."""
 
-    lead: Lead
-    owner: Owner | None
-    touches: list[Touch]
-    status_history: list[LeadStatusChange]
+    lead: Row
+    owner: Row | None
+    touches: list[Row]
+    status_history: list[Row]
+
+    @property
+    def lead_name(self) -> str:
+        row = self.lead
+        return display_name(row.first_name, row.last_name, row.email, row.id)
+
+    @property
+    def owner_name(self) -> str:
+        owner = self.owner
+        if owner is None:
+            return "unassigned"
+        return display_name(owner.first_name, owner.last_name, owner.email, owner.id)
 
 
 def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
-    leads = session.scalars(select(Lead).where(Lead.id.in_(lead_ids))).all()
+    """The leads among ``lead_ids`` with their owners, touches (oldest first) and status
+    history, as plain rows: four queries however many leads."""
+    leads = session.execute(select(Lead.__table__).where(Lead.id.in_(lead_ids))).all()
     owner_ids = {lead.owner_id for lead in leads if lead.owner_id}
-    owners = {o.id: o for o in session.scalars(select(Owner).where(Owner.id.in_(owner_ids))).all()}
-    touches: dict[str, list[Touch]] = defaultdict(list)
-    rows = session.execute(
-        select(TouchLead.lead_id, Touch)
+    owners = {
+        o.id: o for o in session.execute(select(Owner.__table__).where(Owner.id.in_(owner_ids)))
+    }
+    touches: dict[str, list[Row]] = defaultdict(list)
+    for touch in session.execute(
+        select(TouchLead.lead_id, *Touch.__table__.c)
         .join(Touch, Touch.id == TouchLead.touch_id)
         .where(TouchLead.lead_id.in_(lead_ids))
         .order_by(Touch.occurred_at)
-    ).all()
-    for lead_id, touch in rows:
-        touches[lead_id].append(touch)
-    history: dict[str, list[LeadStatusChange]] = defaultdict(list)
-    for change in session.scalars(
-        select(LeadStatusChange)
+    ):
+        touches[touch.lead_id].append(touch)
+    history: dict[str, list[Row]] = defaultdict(list)
+    for change in session.execute(
+        select(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.status)
         .where(LeadStatusChange.lead_id.in_(lead_ids))
         .order_by(LeadStatusChange.at, LeadStatusChange.id)
-    ).all():
+    ):
         history[change.lead_id].append(change)
     return [
         LeadBundle(
@@ -88,11 +133,11 @@ def chunks(ids: Sequence[str]) -> list[Sequence[str]]:
     return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
-def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[str, Finding]]:
-    """Lead id → rule → its stored finding, a query per 500 leads."""
-    found: dict[str, dict[str, Finding]] = {lead_id: {} for lead_id in lead_ids}
+def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[str, Row]]:
+    """Lead id → rule → its stored finding (a plain row), a query per 500 leads."""
+    found: dict[str, dict[str, Row]] = {lead_id: {} for lead_id in lead_ids}
     for chunk in chunks(lead_ids):
-        for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(chunk))):
+        for finding in session.execute(select(Finding.__table__).where(Finding.lead_id.in_(chunk))):
             found[finding.lead_id][finding.rule] = finding
     return found
 
@@ -106,7 +151,9 @@ def apply_agreement(session: Session, fingerprint: str, now: datetime) -> int:
         return 0
     marked = 0
     if row is not None:
-        result = session.execute(update(Lead).where(Lead.archived.is_(False)).values(dirty=True))
+        result = session.execute(
+            update(Lead).where(Lead.archived.is_(False)).values(**Lead.dirty_values())
+        )
         marked = int(result.rowcount or 0)  # type: ignore[attr-defined]
         row.fingerprint, row.applied_at = fingerprint, now
     else:

@@ -1,0 +1,66 @@
+"""The evaluate stage's writes: the lead's bookkeeping and its findings, a statement a batch.
+
+A pass judges thousands of leads; writing them through ORM entities cost more than judging
+them. Here each batch is one executemany UPDATE of the leads and one upsert of the findings
+that changed (findings whose verdict is the same are not written at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, case, false, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.store.models import Finding, Lead
+
+#: What evaluate sets on a lead it judged (besides clearing ``dirty``).
+LEAD_FIELDS = ("next_check_at", "recycle_reason", "missing_fields", "complete_since")
+#: A finding's verdict: what is compared to decide whether it changed.
+FINDING_FIELDS = (
+    "policy",
+    "state",
+    "started_at",
+    "deadline_at",
+    "met_at",
+    "detail",
+    "breached_deadline_at",
+)
+
+_leads = Lead.__table__.c
+_lead_table: Any = Lead.__table__
+
+
+def save_leads(session: Session, judged: Sequence[Mapping[str, Any]]) -> None:
+    """Write each judged lead's :data:`LEAD_FIELDS` (keys ``id``, ``revision`` and those).
+    ``dirty`` is cleared only where the revision is still the one the pass read: a lead that
+    sync changed meanwhile stays dirty and is judged again on its new data."""
+    if not judged:
+        return
+    statement = (
+        update(_lead_table)
+        .where(_leads.id == bindparam("b_id"))
+        .values(
+            dirty=case((_leads.revision == bindparam("b_revision"), false()), else_=true()),
+            **{name: bindparam(f"b_{name}") for name in LEAD_FIELDS},
+        )
+    )
+    params = [{f"b_{name}": value for name, value in row.items()} for row in judged]
+    session.execute(statement, params)
+
+
+def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or overwrite these findings (keys ``lead_id``, ``rule``, ``evaluated_at`` and
+    :data:`FINDING_FIELDS`) in one statement."""
+    if not findings:
+        return
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_fn(Finding.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=["lead_id", "rule"],
+        set_={name: statement.excluded[name] for name in (*FINDING_FIELDS, "evaluated_at")},
+    )
+    session.execute(statement, list(findings))
