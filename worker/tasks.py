@@ -47,24 +47,45 @@ def bound_to(ctx: Context) -> Iterator[None]:
         _context = previous
 
 
+def _run_now(name: str, **options: Any) -> dict[str, object]:
+    """Run the stage ``name`` now; its summary, or a failed task (the work itself is kept for
+    the next run)."""
+    summary = run_stage(_ctx(), name, **options)
+    failure = summary.failure()
+    if failure is not None:
+        raise StageFailed(f"{name}: {failure}")
+    return summary.as_dict()
+
+
 def _stage_task(name: str, **options: Any) -> Any:
     """The Celery task ``worker.tasks.<name>``: run that stage now, return its summary."""
 
     def run_stage_now() -> dict[str, object]:
-        summary = run_stage(_ctx(), name, **options)
-        failure = summary.failure()
-        if failure is not None:
-            # Celery records the task as failed (the work itself is kept for the next run).
-            raise StageFailed(f"{name}: {failure}")
-        return summary.as_dict()
+        return _run_now(name, **options)
 
     run_stage_now.__name__ = run_stage_now.__qualname__ = name
     return app.task(name=f"worker.tasks.{name}")(run_stage_now)
 
 
 sync = _stage_task("sync")
-evaluate = _stage_task("evaluate")
 deliver = _stage_task("deliver")
 prune = _stage_task("prune")
 recycle = _stage_task("recycle")
 report = _stage_task("report", post=True)
+
+#: Workers an evaluate pass with more than a batch due asks to join it (PostgreSQL, where a
+#: pass is shared batch by batch): as many as a large deployment runs evaluate processes. A
+#: helper that finds nothing left ends at once; one not picked up within the time expires.
+EVALUATE_HELPERS = 3
+HELPER_EXPIRES = 300
+
+
+def _ask_for_helpers() -> None:
+    for _ in range(EVALUATE_HELPERS):
+        evaluate.apply_async(kwargs={"helping": True}, expires=HELPER_EXPIRES)
+
+
+@app.task(name="worker.tasks.evaluate")  # type: ignore[untyped-decorator]
+def evaluate(helping: bool = False) -> dict[str, object]:
+    """Judge the due leads; a pass that finds many asks idle workers to share it."""
+    return _run_now("evaluate", fan_out=None if helping else _ask_for_helpers)

@@ -31,7 +31,7 @@ from worker.sla import (
     select_policy,
 )
 from worker.store import judgements, outbox, queries
-from worker.store.db import session_scope
+from worker.store.db import plan_each_query, session_scope
 from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
 
@@ -50,9 +50,18 @@ class EvaluateSummary(Summary):
     rejudged: int = 0
 
 
-def run(ctx: Context, now: datetime) -> EvaluateSummary:
-    """The stage: judge every due lead under the context's agreement, unless another worker
-    is evaluating (two passes at once would race to write the same findings)."""
+def run(
+    ctx: Context, now: datetime, *, fan_out: Callable[[], None] | None = None
+) -> EvaluateSummary:
+    """The stage: judge every due lead under the context's agreement.
+
+    On PostgreSQL any number of workers share a pass: each batch is claimed with ``FOR UPDATE
+    SKIP LOCKED``, so two workers never judge the same lead at once and neither waits for the
+    other; ``fan_out`` is called once when a pass finds more than a batch due, so that the
+    caller can start more workers on it (the Celery task queues helpers). On SQLite, which has
+    no row locks, one worker evaluates at a time (a lease, as for sync)."""
+    if ctx.engine.dialect.name == "postgresql":
+        return evaluate(ctx.agreement, ctx.sessions, now, claim=True, fan_out=fan_out)
     return alone(
         ctx.sessions,
         "evaluate",
@@ -143,11 +152,15 @@ def evaluate(
     *,
     batch_size: int = 500,
     heartbeat: Callable[[], None] = lambda: None,
+    claim: bool = False,
+    fan_out: Callable[[], None] | None = None,
 ) -> EvaluateSummary:
     """Evaluate every due lead, batch by batch, each batch one transaction; ``heartbeat``
-    after each (the caller renews its lease there). A batch reads its leads as plain rows in a
-    few queries and writes them back in a few statements: the leads, the findings that changed,
-    the notices not already in the outbox."""
+    before each (the caller renews its lease there). A batch reads its leads as plain rows in
+    a few queries and writes them back in a few statements: the leads, the findings that
+    changed, the notices not already in the outbox. ``claim``: lock each batch's leads, skipping
+    those another pass holds (PostgreSQL); ``fan_out`` is called once if the first batch is
+    full."""
     summary = EvaluateSummary()
     record_url = agreement.config.crm.record_url
     with session_scope(sessions) as session:
@@ -158,9 +171,13 @@ def evaluate(
     while True:
         heartbeat()
         with session_scope(sessions) as session:
-            ids = queries.next_due_ids(session, now, batch_size, walk)
+            plan_each_query(session)
+            ids = queries.next_due_ids(session, now, batch_size, walk, claim=claim)
             if not ids:
                 return summary
+            if fan_out is not None and len(ids) == batch_size:
+                fan_out()
+                fan_out = None
             batch = _Batch(now)
             findings = queries.findings_for(session, ids)
             for bundle in queries.load_bundles(session, ids):
@@ -187,8 +204,8 @@ class _Batch:
         self.leads.append({"id": row.id, "revision": row.revision, **values})
 
     def envelopes(self, session: Session, agreement: Agreement) -> list[Envelope]:
-        keys = [draft.dedup_key for draft, _, _ in self.drafts]
-        known = outbox.existing_keys(session, keys)
+        lead_ids = list(dict.fromkeys(lead_id for _, lead_id, _ in self.drafts))
+        known = outbox.existing_keys(session, lead_ids)
         return [
             _scheduled(draft, lead_id, team, agreement, self.now)
             for draft, lead_id, team in self.drafts

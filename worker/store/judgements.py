@@ -48,7 +48,7 @@ def save_leads(session: Session, judged: Sequence[Mapping[str, Any]]) -> None:
         )
     )
     params = [{f"b_{name}": value for name, value in row.items()} for row in judged]
-    session.execute(statement, params)
+    session.connection().execute(statement, params)
 
 
 def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> None:
@@ -63,4 +63,4 @@ def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> No
         index_elements=["lead_id", "rule"],
         set_={name: statement.excluded[name] for name in (*FINDING_FIELDS, "evaluated_at")},
     )
-    session.execute(statement, list(findings))
+    session.connection().execute(statement, list(findings))

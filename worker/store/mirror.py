@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, String, delete, insert, select, text, update
+from sqlalchemy import Select, String, delete, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch
+from worker.store.db import plan_each_query
 from worker.store.models import (
     Lead,
     LeadStatusChange,
@@ -157,7 +158,7 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
     closest instant the CRM gives us, so pauses and returns can be judged later. Leads merged
     into one of these stop being tracked (archived).
     """
-    _plan_each_query(session)
+    plan_each_query(session)
     fitting = (lead for lead in leads if _fits_key(Lead, "id", lead.id, "lead"))
     newest = _newest_by_id(fitting, lambda lead: lead.id)
     rows = {r.id: r for chunk in chunks(list(newest)) for r in session.scalars(_leads_in(chunk))}
@@ -262,7 +263,7 @@ def upsert_touch(session: Session, touch: CrmTouch, now: datetime) -> set[str]:
 def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime) -> set[str]:
     """Store a page of touches and their leads; returns the ids of leads whose SLA may have
     changed (marked dirty): leads of new or changed touches, and leads a touch left."""
-    _plan_each_query(session)
+    plan_each_query(session)
     fitting = (t for t in touches if _fits_key(Touch, "id", _touch_key(t), "touch"))
     newest = _newest_by_id(fitting, _touch_key)
     keys = list(newest)
@@ -319,18 +320,6 @@ def upsert_touches(session: Session, touches: Sequence[CrmTouch], now: datetime)
             .execution_options(synchronize_session="fetch")
         )
     return affected
-
-
-def _plan_each_query(session: Session) -> None:
-    """On PostgreSQL, plan these page-sized queries for their parameters every time.
-
-    psycopg prepares a statement after five runs and PostgreSQL then may keep a generic plan
-    made while the tables were nearly empty — a sequential scan — for the rest of a first
-    backfill, which turned a 100,000-record sync from 30 s into 150 s here. SET LOCAL lasts
-    until the page's transaction ends.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _touch_key(touch: CrmTouch) -> str:

@@ -223,6 +223,18 @@ class Finding(Base):
     #: that reaches the same verdict does not write it again).
     evaluated_at: Mapped[datetime]
 
+    __table_args__ = (
+        # Open breaches, counted at every metrics scrape (worker.store.stats).
+        Index(
+            "ix_findings_breached",
+            "rule",
+            "policy",
+            "lead_id",
+            postgresql_where=text("state = 'breached'"),
+            sqlite_where=text("state = 'breached'"),
+        ),
+    )
+
 
 class OutboxRow(Base):
     """A notice to deliver to one recipient, written in the same transaction as the finding

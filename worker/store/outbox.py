@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, aliased
 
 from worker.sla import RuleState
@@ -97,15 +97,58 @@ def enqueue(session: Session, envelopes: Iterable[Envelope], now: datetime) -> i
     if not values:
         return 0
     dialect = session.get_bind().dialect.name
-    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect == "postgresql":
+        return _copy_in(session, values)
     # One statement for the lot (SQLAlchemy's "insertmanyvalues" batches it); a row whose key is
     # already there returns nothing, so the returned ids are the new rows.
     stmt = (
-        insert_fn(OutboxRow)
+        sqlite.insert(OutboxRow)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(OutboxRow.id)
     )
     return len(session.execute(stmt, values).all())
+
+
+_ENQUEUED = (
+    "dedup_key",
+    "kind",
+    "lead_id",
+    "rule",
+    "level",
+    "recipient",
+    "delivery",
+    "payload",
+    "created_at",
+    "due_at",
+    "status",
+    "attempts",
+)
+
+
+def _copy_in(session: Session, values: list[dict[str, Any]]) -> int:
+    """PostgreSQL: COPY the rows into a temporary table, then one INSERT … SELECT … ON CONFLICT
+    DO NOTHING. A first pass queues hundreds of thousands of notices; as multi-row INSERTs the
+    driver spent most of the pass parsing statement text (four times slower, measured)."""
+    from psycopg.types.json import Jsonb
+
+    columns = ", ".join(_ENQUEUED)
+    raw = session.connection().connection.driver_connection
+    assert raw is not None  # a live connection of this session's transaction
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS outbox_in ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM outbox WITH NO DATA"
+        )
+        with cursor.copy(f"COPY outbox_in ({columns}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row([Jsonb(row[c]) if c == "payload" else row[c] for c in _ENQUEUED])
+        cursor.execute(
+            f"INSERT INTO outbox ({columns}) SELECT {columns} FROM outbox_in "
+            f"ON CONFLICT (dedup_key) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+        cursor.execute("TRUNCATE outbox_in")
+    return inserted
 
 
 # -- claiming -------------------------------------------------------------------------------
@@ -391,15 +434,14 @@ def counts_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
-def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    """The dedup keys among ``keys`` already in the outbox (a probe of its unique index per
-    500 keys): a stage skips building notices that would be dropped on insert anyway."""
+def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
+    """The dedup keys of these leads' notices already in the outbox (one query per 500 leads,
+    by ``ix_outbox_lead_id``): a stage skips building notices that would be dropped anyway."""
     found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        found.update(
-            session.scalars(select(OutboxRow.dedup_key).where(OutboxRow.dedup_key.in_(chunk)))
-        )
+    for start in range(0, len(lead_ids), 500):
+        chunk = lead_ids[start : start + 500]
+        query = select(OutboxRow.dedup_key).where(OutboxRow.lead_id.in_(chunk))
+        found.update(key for (key,) in session.connection().execute(query))
     return found
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row as RowType
-from sqlalchemy import false, select, true, tuple_, update
+from sqlalchemy import Select, false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from worker.names import display_name
@@ -47,13 +47,23 @@ class DueWalk:
     check_after: tuple[datetime | None, str] | None = None
 
 
-def next_due_ids(session: Session, now: datetime, limit: int, walk: DueWalk) -> list[str]:
-    """The next batch of due leads (empty: the pass is done); advances ``walk``."""
+def next_due_ids(
+    session: Session, now: datetime, limit: int, walk: DueWalk, *, claim: bool = False
+) -> list[str]:
+    """The next batch of due leads (empty: the pass is done); advances ``walk``. ``claim``:
+    lock them until the transaction ends, skipping leads another transaction holds (another
+    worker judging them, or sync writing them: either way they are judged by a later walk)."""
+
+    def ids_of(query: Select[*tuple[Any, ...]]) -> list[Any]:
+        if claim:
+            query = query.with_for_update(skip_locked=True, of=Lead)
+        return list(session.connection().execute(query.limit(limit)).all())
+
     if not walk.dirty_done:
-        query = select(Lead.id).where(Lead.dirty == true())
+        dirty = select(Lead.id).where(Lead.dirty == true())
         if walk.dirty_after is not None:
-            query = query.where(Lead.id > walk.dirty_after)
-        ids = list(session.scalars(query.order_by(Lead.id).limit(limit)))
+            dirty = dirty.where(Lead.id > walk.dirty_after)
+        ids = [lead_id for (lead_id,) in ids_of(dirty.order_by(Lead.id))]
         walk.dirty_done = len(ids) < limit
         if ids:
             walk.dirty_after = ids[-1]
@@ -63,7 +73,7 @@ def next_due_ids(session: Session, now: datetime, limit: int, walk: DueWalk) -> 
     )
     if walk.check_after is not None:
         due = due.where(tuple_(Lead.next_check_at, Lead.id) > tuple_(*walk.check_after))
-    rows = session.execute(due.order_by(Lead.next_check_at, Lead.id).limit(limit)).all()
+    rows = ids_of(due.order_by(Lead.next_check_at, Lead.id))
     if rows:
         walk.check_after = (rows[-1][0], rows[-1][1])
     return [lead_id for _, lead_id in rows]
@@ -94,13 +104,15 @@ class LeadBundle:
 def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     """The leads among ``lead_ids`` with their owners, touches (oldest first) and status
     history, as plain rows: four queries however many leads."""
-    leads = session.execute(select(Lead.__table__).where(Lead.id.in_(lead_ids))).all()
+    # Core statements on the session's connection: plain rows, no ORM on the way.
+    connection = session.connection()
+    leads = connection.execute(select(Lead.__table__).where(Lead.id.in_(lead_ids))).all()
     owner_ids = {lead.owner_id for lead in leads if lead.owner_id}
     owners = {
-        o.id: o for o in session.execute(select(Owner.__table__).where(Owner.id.in_(owner_ids)))
+        o.id: o for o in connection.execute(select(Owner.__table__).where(Owner.id.in_(owner_ids)))
     }
     touches: dict[str, list[Row]] = defaultdict(list)
-    for touch in session.execute(
+    for touch in connection.execute(
         select(TouchLead.lead_id, *Touch.__table__.c)
         .join(Touch, Touch.id == TouchLead.touch_id)
         .where(TouchLead.lead_id.in_(lead_ids))
@@ -108,7 +120,7 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     ):
         touches[touch.lead_id].append(touch)
     history: dict[str, list[Row]] = defaultdict(list)
-    for change in session.execute(
+    for change in connection.execute(
         select(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.status)
         .where(LeadStatusChange.lead_id.in_(lead_ids))
         .order_by(LeadStatusChange.at, LeadStatusChange.id)
@@ -137,7 +149,8 @@ def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[st
     """Lead id → rule → its stored finding (a plain row), a query per 500 leads."""
     found: dict[str, dict[str, Row]] = {lead_id: {} for lead_id in lead_ids}
     for chunk in chunks(lead_ids):
-        for finding in session.execute(select(Finding.__table__).where(Finding.lead_id.in_(chunk))):
+        query = select(Finding.__table__).where(Finding.lead_id.in_(chunk))
+        for finding in session.connection().execute(query):
             found[finding.lead_id][finding.rule] = finding
     return found
 
@@ -146,7 +159,8 @@ def apply_agreement(session: Session, fingerprint: str, now: datetime) -> int:
     """Record that findings are made under the agreement ``fingerprint``. When it differs from
     the one recorded, every tracked lead is marked dirty (one statement, in this transaction),
     so the evaluate pass judges them all again under the new rules; returns how many."""
-    row = session.get(AgreementApplied, "current")
+    # Locked: passes that start together (workers sharing a pass) mark the leads once.
+    row = session.get(AgreementApplied, "current", with_for_update=True)
     if row is not None and row.fingerprint == fingerprint:
         return 0
     marked = 0

@@ -2,7 +2,8 @@
 
 A partial index on the ids of dirty leads and one on (next_check_at, id) let an evaluate pass
 walk each kind of due lead in key order, batch after batch, without rescanning the table; the
-boolean index on ``dirty`` they replace could not. ``revision`` counts the changes that mark a
+boolean index on ``dirty`` they replace could not. Open breaches are counted (metrics, at every
+scrape) from a partial index of breached findings. ``revision`` counts the changes that mark a
 lead dirty: a pass clears ``dirty`` only when the revision is still the one it judged.
 
 Revision ID: 0012
@@ -33,9 +34,17 @@ def upgrade() -> None:
         sqlite_where=sa.text("dirty = 1"),
     )
     op.create_index("ix_leads_next_check_at_id", "leads", ["next_check_at", "id"])
+    op.create_index(
+        "ix_findings_breached",
+        "findings",
+        ["rule", "policy", "lead_id"],
+        postgresql_where=sa.text("state = 'breached'"),
+        sqlite_where=sa.text("state = 'breached'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_findings_breached", table_name="findings")
     op.drop_index("ix_leads_next_check_at_id", table_name="leads")
     op.drop_index("ix_leads_dirty_id", table_name="leads")
     with op.batch_alter_table("leads") as batch_op:
