@@ -32,7 +32,8 @@ def test_without_recycle_and_marketing_sections_those_tasks_are_not_scheduled() 
 
 
 def test_each_task_goes_to_its_queue_within_time_limits_redis_will_not_outlive() -> None:
-    app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml")}))
+    env = {"SLA_CONFIG": str(ROOT / "config/sla.yaml"), "BROKER_URL": "redis://127.0.0.1:6379/0"}
+    app = make_app(Settings.from_env(env))
     app.loader.import_default_modules()
     queues = {
         name: app.amqp.router.route({}, f"worker.tasks.{name}")["queue"].name
@@ -53,3 +54,15 @@ def test_each_task_goes_to_its_queue_within_time_limits_redis_will_not_outlive()
         hard_limits.append(task.time_limit)
     visibility = app.conf.broker_transport_options["visibility_timeout"]
     assert visibility > max(hard_limits)  # never handed to a second worker while it runs
+
+
+def test_the_embedded_broker_opens_with_the_worker_s_transport_options(tmp_path: Path) -> None:
+    broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+    app = make_app(
+        Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml"), "BROKER_URL": broker})
+    )
+    with app.connection_for_write() as connection:
+        # Kombu's SQLAlchemy transport creates its engine from the transport options: a key
+        # create_engine does not know stopped `celery worker` at start.
+        connection.ensure_connection(max_retries=1)
+        connection.default_channel.queue_declare("evaluate")

@@ -69,6 +69,9 @@ def test_every_service_built_from_this_repo_reads_only_the_documented_environmen
         "HUBSPOT_TOKEN",
         "HUBSPOT_BASE_URL",
         "SLA_BEAT_SCHEDULE",
+        "METRICS_PORT",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "LOG_FORMAT",
     }
     for name, service in services().items():
         if "build" in service:

@@ -129,6 +129,11 @@ def test_durations_become_business_spans() -> None:
         ),
         # a required section missing
         ({"policies": None}, "policies"),
+        # a warning share of the daily request quota beyond all of it
+        (
+            {"crm": {"rate_limit": {"warn_at_share": 1.5}}},
+            "crm.rate_limit.warn_at_share: Input should be less than or equal to 1",
+        ),
         # a deadline of no time at all
         (
             {"policies": [{"name": "p", "first_touch": "0m"}]},

@@ -232,7 +232,7 @@ def test_a_token_revoked_at_lookup_keeps_every_row_and_turns_health_red(
     assert [(r.status, r.leased_until) for r in outbox_rows(ctx)] == [("pending", None)]
     with session_scope(ctx.sessions) as session:
         health = {c.component: c.ok for c in outbox.health(session)}
-        assert health == {"config": True, "crm": True, "slack": False}
+        assert health == {"config": True, "crm": True, "crm quota": True, "slack": False}
     run_once(ctx)
     assert len(world.slack.dms_to("U0LENA")) == 1
 

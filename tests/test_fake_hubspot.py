@@ -359,10 +359,14 @@ def test_association_read_answers_200_when_every_input_has_associations(
 
 
 def test_association_read_rejects_more_than_1000_inputs(fake: FakeHubSpot) -> None:
+    path = "/crm/v4/associations/calls/contacts/batch/read"
     inputs = [{"id": str(i)} for i in range(1001)]
-    response = post(fake, "/crm/v4/associations/calls/contacts/batch/read", {"inputs": inputs})
+    response = post(fake, path, {"inputs": inputs})
     assert response.status_code == 400
-    assert response.json()["category"] == "VALIDATION_ERROR"
+    body = response.json()
+    assert (body["status"], body["category"]) == ("error", "VALIDATION_ERROR")
+    assert "at most 1000" in body["message"] and body["correlationId"]
+    assert post(fake, path, {"inputs": inputs[:1000]}).status_code == 207  # none associated
 
 
 # -- single records and writes ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ an admin (or a container healthcheck) runs it, against the fakes and a real stor
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -67,6 +68,22 @@ def test_a_refused_slack_token_is_red(world: World, ctx: Context, tmp_path: Path
     code, out = _health(world, tmp_path)
     assert code == 1
     assert "slack (live): FAILING: " in out and "token_revoked" in out
+
+
+def test_the_crm_daily_quota_past_its_warning_share_is_red(
+    world: World, ctx: Context, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _working(world, ctx)
+    code, out = _health(world, tmp_path, "--offline")
+    assert code == 0, out
+    assert "crm quota: ok since" in out and "0% of today's 1,000,000 requests spent" in out
+    world.hubspot.spend_daily_requests(800_000)  # other apps of the portal, today
+    with caplog.at_level(logging.WARNING, logger="worker.crm.quota"):
+        run_once(ctx)
+    assert "CRM daily request quota: 80% of today's 1,000,000 requests spent" in caplog.text
+    code, out = _health(world, tmp_path, "--offline")
+    assert code == 1
+    assert "crm quota: FAILING since" in out and "past the warning share of 80%" in out
 
 
 def test_a_missing_crm_token_is_red_with_its_variable(

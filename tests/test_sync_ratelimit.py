@@ -140,7 +140,8 @@ def test_a_sync_within_the_budget_gets_no_429(
         fake.upsert_contact(firstname=f"n{i}")
         clock.sleep(0.01)
     for i in range(40):
-        fake.add_engagement("calls", {"hs_timestamp": "2026-11-20T09:00:00Z"}, [str(1001 + i)])
+        for kind in ("calls", "emails"):
+            fake.add_engagement(kind, {"hs_timestamp": "2026-11-20T09:00:00Z"}, [str(1001 + i)])
     limiter = LocalRateLimiter(
         {"search": Budget(5, timedelta(seconds=1)), "burst": Budget(4, timedelta(seconds=10))},
         clock=clock,
@@ -151,13 +152,13 @@ def test_a_sync_within_the_budget_gets_no_429(
         client,
         sessions,
         clock.now,
-        touch_kinds=("call",),
+        touch_kinds=("call", "email"),
         cursor_prefix="hubspot",
         overlap=timedelta(minutes=5),
     )
     with sessions() as session:
         stored = session.scalar(select(func.count()).select_from(Touch))
-    assert stored == 40
+    assert stored == 80
     assert fake.counts["rate_limited"] == 0
     assert fake.counts["other"] > 4  # more than one ten-second window of the burst budget
 

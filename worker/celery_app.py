@@ -6,20 +6,41 @@ Celery first needs its configuration (worker or beat start), through ``add_defau
 exactly one beat (docker-compose does). A bad config stops start-up with the key path in the
 error rather than a beat that schedules nothing; a running beat follows later edits of the file
 (``worker.beat``), refusing invalid ones.
+
+The worker's observability is wired here through Celery's signals: its log handlers redact
+secrets and write JSON lines with ``LOG_FORMAT=json`` (``worker.logs``), and its main process
+serves ``/metrics`` on ``METRICS_PORT`` for itself and its pool's children
+(``worker.exporter``, ``worker.metrics``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    celeryd_after_setup,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from worker.config import SlaConfig, load_config
 from worker.schedules import parse_schedule
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.exporter import Exporter
+
+log = logging.getLogger(__name__)
 
 TASKS = ("sync", "evaluate", "deliver")
 PRUNE_EVERY = timedelta(hours=6)
@@ -92,6 +113,15 @@ def beat_schedule(config: SlaConfig) -> dict[str, dict[str, object]]:
     return schedule
 
 
+def transport_options(broker_url: str) -> dict[str, object]:
+    """The visibility timeout for Redis, which redelivers what is not acknowledged in time;
+    nothing for the embedded SQLAlchemy broker, whose transport hands its options to
+    ``create_engine`` (kombu's ``sqlalchemy`` transport), which would refuse the key."""
+    if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
+        return {"visibility_timeout": VISIBILITY_TIMEOUT.total_seconds()}
+    return {}
+
+
 def celery_config(settings: Settings) -> dict[str, object]:
     """Broker, beat schedule and delivery guarantees from the settings and the config."""
     return dict(
@@ -110,7 +140,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             }
             for task, (soft, hard) in TIME_LIMITS.items()
         },
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT.total_seconds()},
+        broker_transport_options=transport_options(settings.broker_url),
         task_ignore_result=True,
         # Acknowledge after the task ran: a worker killed mid-task leaves it to be redelivered.
         # Every stage is idempotent, so running one twice is harmless.
@@ -158,3 +188,77 @@ def configure(settings: Settings, **overrides: object) -> None:
     (Celery setting names). Call before the app is first used."""
     _lazy_config.settings = settings
     app.conf.update(overrides)
+
+
+# -- logs and metrics of the worker's processes -----------------------------------------------
+
+
+@after_setup_logger.connect  # type: ignore[untyped-decorator]
+@after_setup_task_logger.connect  # type: ignore[untyped-decorator]
+def _adopt_log_handlers(logger: logging.Logger, **_: Any) -> None:
+    """Celery made its handlers (worker and beat): make them redact, and write JSON lines."""
+    from worker.logs import adopt_handlers
+
+    settings = current_settings()
+    adopt_handlers(logger, json=settings.log_format == "json", secrets=settings.secrets())
+
+
+class _Metrics:
+    """The exporter of this worker's main process, and what it holds open."""
+
+    exporter: Exporter | None = None
+    held = ExitStack()
+
+
+@celeryd_after_setup.connect  # type: ignore[untyped-decorator]
+def _serve_metrics(instance: Any = None, **_: Any) -> None:
+    """In the worker's main process, once its logging is set up and before the pool starts:
+    serve /metrics on METRICS_PORT. A port that cannot be had is logged, not fatal:
+    enforcement goes on without metrics."""
+    from worker import metrics
+    from worker.exporter import serve
+    from worker.pipeline.context import open_context
+
+    settings = current_settings()
+    if not settings.metrics_port:
+        return
+    directory = metrics.multiprocess_dir()
+    if directory is not None:
+        metrics.clear_dead(directory)
+    elif "prefork" in str(getattr(instance, "pool_cls", "")).lower():
+        log.warning(
+            "metrics: %s is not set, so /metrics lacks what the pool's processes record "
+            "(stage runs, API errors); set it to an empty directory of this worker's own",
+            metrics.MULTIPROC_ENV,
+        )
+    try:
+        ctx = _Metrics.held.enter_context(open_context(settings))
+        _Metrics.exporter = serve(settings.metrics_port, ctx, multiprocess_dir=directory)
+    except OSError as e:
+        _Metrics.held.close()
+        log.error("metrics: cannot serve on port %d: %s", settings.metrics_port, e)
+        return
+    log.info("metrics: serving /metrics on port %d", _Metrics.exporter.port)
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _forget_exporter(**_: Any) -> None:
+    """In a pool child: the exporter's socket and connections are the main process's."""
+    if _Metrics.exporter is not None:
+        _Metrics.exporter.forget_after_fork()
+        _Metrics.exporter = None
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _pool_process_ended(pid: int | None = None, **_: Any) -> None:
+    from worker import metrics
+
+    metrics.process_ended(pid if pid is not None else os.getpid())
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _stop_metrics(**_: Any) -> None:
+    if _Metrics.exporter is not None:
+        _Metrics.exporter.close()
+        _Metrics.exporter = None
+    _Metrics.held.close()

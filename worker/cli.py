@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from worker import __version__
+from worker import __version__, metrics
 from worker.errors import ConfigError, SlaWorkerError
+from worker.logs import setup_logging
 from worker.pipeline.context import open_context
 from worker.settings import Settings
 from worker.store.db import normalise_url
@@ -118,14 +119,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "worker":  # a Celery worker shares its series with its pool's processes
+        metrics.keep_in_process()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        return _config_error(e)
     quiet = args.command == "demo"  # the demo prints what matters itself
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    setup_logging(
+        logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        json=settings.log_format == "json",
+        secrets=settings.secrets(),
     )
     # Migrations run on every start; their per-plugin INFO lines help no one.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = Settings.from_env()
     try:
         code = _run(args, settings)
         sys.stdout.flush()
@@ -138,9 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except ConfigError as e:
-        where = f" in {e.source}" if e.source else ""
-        print(f"configuration error{where}:\n{e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _config_error(e)
     except SlaWorkerError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -152,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
         print(f"error: the database at {where} is unreachable: {reason}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+
+
+def _config_error(e: ConfigError) -> int:
+    where = f" in {e.source}" if e.source else ""
+    print(f"configuration error{where}:\n{e}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,6 +110,13 @@ class RateLimitConfig(_Strict):
     #: CONFLICT in HubSpot's docs: 5 search requests per second per account (search guide)
     #: or 4 per token (an older changelog); the stricter one by default.
     search_per_s: PositiveInt = 4
+    #: Requests per day: 250,000 on Free/Starter, 625,000 on Professional (CONFLICT: a
+    #: changelog says 650,000), 1,000,000 on Enterprise; the lowest by default. HubSpot's own
+    #: figure (the X-HubSpot-RateLimit-Daily header) is used whenever it sends one.
+    per_day: PositiveInt = 250_000
+    #: Past this share of the day's requests the worker logs a warning and ``health`` is red
+    #: (at 100 % HubSpot refuses every request until midnight in the portal's time zone).
+    warn_at_share: float = Field(default=0.8, gt=0, le=1)
 
 
 #: The CRM clients this version has (``worker/crm/``): a provider without one is a config error.

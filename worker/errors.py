@@ -17,12 +17,16 @@ class TransientError(SlaWorkerError):
     """Worth retrying later: timeouts, connection errors, 5xx, rate limits.
 
     ``retry_after`` is the remote system's own hint (a ``Retry-After`` header, HubSpot's
-    ten-second window), or None when the caller should use its own backoff.
+    ten-second window), or None when the caller should use its own backoff. ``code`` names the
+    failure when the client knows it (``ratelimited``, ``internal_error``), for metrics.
     """
 
-    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: timedelta | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.code = code
 
 
 class PermanentError(SlaWorkerError):

@@ -140,7 +140,7 @@ def _store_checks(
     yield Check("database", True)
     row = stored.get("config")
     yield config_check(row.updated_at if row is not None and not row.ok else now)
-    for name in ("crm", "slack"):
+    for name in ("crm", "crm quota", "slack"):
         if name in stored:
             check = stored[name]
             yield Check(name, check.ok, check.detail, check.updated_at)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from worker import metrics
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -74,21 +76,27 @@ class _WindowLimiter:
         self.budgets = dict(budgets)
         self._clock = clock
         self._sleep = sleep
+        for name, budget in self.budgets.items():
+            metrics.budget_set(name, budget.requests / budget.window.total_seconds())
 
     def acquire(self, bucket: str) -> None:
         budget = self.budgets.get(bucket)
         if budget is None:
             return
         window_us = int(budget.window * (1 + WINDOW_SLACK) / _US)
+        waited_us = 0
         while True:
             now_us = self._now_us()
             paused_us = self._paused_until(bucket) - now_us
             if paused_us > 0:
+                waited_us += paused_us
                 self._sleep(paused_us / 1_000_000)
                 continue
             wait_us = self._try(bucket, budget.requests, window_us, now_us)
             if wait_us <= 0:
+                metrics.budget_spent(bucket, waited_us * _US)
                 return
+            waited_us += wait_us
             self._sleep(wait_us / 1_000_000)
 
     def pause(self, bucket: str, wait: timedelta) -> None:

@@ -11,12 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker.errors import ConfigError
+
 DEFAULT_CONFIG = "config/sla.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///sla-worker.sqlite"
 DEFAULT_BROKER_URL = "sqla+sqlite:///sla-worker-broker.sqlite"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_SALESFORCE_LOGIN_URL = "https://login.salesforce.com"
+#: The OpenTelemetry Prometheus exporter's default port: free of the usual exporters' ones.
+DEFAULT_METRICS_PORT = 9464
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,20 @@ class Settings:
     salesforce_client_id: str | None = field(default=None, repr=False)
     salesforce_client_secret: str | None = field(default=None, repr=False)
     salesforce_refresh_token: str | None = field(default=None, repr=False)
+    #: Where the Celery worker serves /metrics (0: not at all).
+    metrics_port: int = DEFAULT_METRICS_PORT
+    #: ``text`` or ``json`` (one object a line).
+    log_format: str = "text"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value set, for log redaction."""
+        values = (
+            self.slack_bot_token,
+            self.hubspot_token,
+            self.salesforce_client_secret,
+            self.salesforce_refresh_token,
+        )
+        return tuple(v for v in values if v)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +82,22 @@ class Settings:
             salesforce_client_id=secret("SALESFORCE_CLIENT_ID"),
             salesforce_client_secret=secret("SALESFORCE_CLIENT_SECRET"),
             salesforce_refresh_token=secret("SALESFORCE_REFRESH_TOKEN"),
+            metrics_port=_port(get("METRICS_PORT", str(DEFAULT_METRICS_PORT))),
+            log_format=_log_format(get("LOG_FORMAT", "text")),
         )
+
+
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f'METRICS_PORT: "{text}" is not a port number (0 turns metrics off)')
+    return port
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise ConfigError(f'LOG_FORMAT: "{text}" is not one of {", ".join(LOG_FORMATS)}')
+    return text.lower()
 
 
 def _with_password(url: str, password: str | None) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from worker.crm.quota import DailyUse
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch, Page, SearchFrom, WriteResult
 
 #: A search can return at most this many results per query (HubSpot's documented cap); sync
@@ -18,13 +19,35 @@ SEARCH_RESULT_CAP = 10_000
 
 
 class CrmClient(Protocol):
+    """Safe to call from two threads at once (sync reads the next page while storing one)."""
+
+    #: How many touches one request of :meth:`touches_with_leads` covers: sync reads that many
+    #: before asking for their leads.
+    touches_per_lead_read: int
+
     def search_leads_changed_since(
         self, since: datetime | SearchFrom, *, after: str | None = None
     ) -> Page[CrmLead]: ...
 
     def search_touches_changed_since(
-        self, kind: str, since: datetime | SearchFrom, *, after: str | None = None
-    ) -> Page[CrmTouch]: ...
+        self,
+        kind: str,
+        since: datetime | SearchFrom,
+        *,
+        after: str | None = None,
+        with_leads: bool = True,
+    ) -> Page[CrmTouch]:
+        """With ``with_leads`` False the touches' ``lead_ids`` are left empty, to be read by
+        :meth:`touches_with_leads`: never store such a touch (it would lose its leads)."""
+        ...
+
+    def touches_with_leads(self, touches: Sequence[CrmTouch]) -> list[CrmTouch]:
+        """``touches``, in the same order, with the ids of the leads each is associated with."""
+        ...
+
+    def daily_use(self) -> DailyUse | None:
+        """How much of today's request quota is spent (None: not tracked)."""
+        ...
 
     def list_owners(self) -> list[CrmOwner]: ...
 

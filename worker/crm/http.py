@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from worker.crm.quota import DailyQuota, DailyUse
 from worker.errors import AuthError, PermanentError, TransientError
+from worker.metrics import counting_errors
 from worker.ratelimit import RateLimiter, Unlimited
 
 T = TypeVar("T")
@@ -41,7 +44,11 @@ class CrmHttpClient:
     ``secrets`` are strings scrubbed from every message this class or a subclass builds through
     :meth:`redact`. ``max_retries`` (0 = the caller owns retries) re-runs a request after a
     :class:`TransientError`, sleeping its ``retry_after`` or a jittered exponential backoff.
-    ``limiter`` spends one request of :meth:`rate_bucket`'s budget before every attempt.
+    ``limiter`` spends one request of :meth:`rate_bucket`'s budget before every attempt;
+    ``quota`` counts every attempt against the day's requests (and reads the provider's own
+    figure, :meth:`daily_quota_headers`). One client may be used by two threads at once (sync
+    reads ahead while it stores): each thread sends through its own HTTP session unless
+    ``session`` is given, and the limiter and the quota lock what they share.
     """
 
     provider = "CRM"
@@ -57,6 +64,7 @@ class CrmHttpClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
+        quota: DailyQuota | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -71,10 +79,14 @@ class CrmHttpClient:
         self._log = logger
         self._timeout = timeout
         self._max_retries = max_retries
-        self._session = session or requests.Session()
+        # requests does not promise that a Session is thread-safe (psf/requests#2766), and sync
+        # reads ahead on a second thread: one session per thread, unless the caller gives one.
+        self._given_session = session
+        self._per_thread = threading.local()
         self._sleep = sleep
         self._random = random.Random()
         self._limiter: RateLimiter = limiter or Unlimited()
+        self._quota = quota
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._base_url!r})"
@@ -88,6 +100,11 @@ class CrmHttpClient:
     def rate_bucket(self, method: str, path: str) -> str:
         """The rate-limit budget a request spends (providers with several limits override)."""
         return "burst"
+
+    def daily_quota_headers(self, response: requests.Response) -> tuple[int, int] | None:
+        """(the day's request limit, requests left today) when the response says; the default
+        knows no such headers."""
+        return None
 
     def raise_for_response(self, method: str, path: str, response: requests.Response) -> None:
         """Raise the project's error for a failed response; the default knows only HTTP."""
@@ -139,7 +156,7 @@ class CrmHttpClient:
         failures = 0
         while True:
             try:
-                return attempt()
+                return counting_errors(self.provider, attempt)
             except TransientError as error:
                 if failures >= self._max_retries:
                     raise
@@ -156,6 +173,18 @@ class CrmHttpClient:
                     self.redact(str(error)),
                 )
                 self._sleep(delay)
+
+    def daily_use(self) -> DailyUse | None:
+        """Today's spent share of the daily request quota (None: this client has none)."""
+        return self._quota.use() if self._quota is not None else None
+
+    def _session(self) -> requests.Session:
+        if self._given_session is not None:
+            return self._given_session
+        session: requests.Session | None = getattr(self._per_thread, "session", None)
+        if session is None:
+            session = self._per_thread.session = requests.Session()
+        return session
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -185,8 +214,10 @@ class CrmHttpClient:
     ) -> tuple[int, Any]:
         url = self.url(path)
         self._limiter.acquire(self.rate_bucket(method, path))
+        if self._quota is not None:
+            self._quota.sent()
         try:
-            response = self._session.request(
+            response = self._session().request(
                 method,
                 url,
                 params=dict(params) if params else None,
@@ -206,6 +237,9 @@ class CrmHttpClient:
             raise TransientError(
                 self.redact(f"{self.provider} {method} {path}: {type(e).__name__}")
             ) from e
+        told = self.daily_quota_headers(response)
+        if told is not None and self._quota is not None:
+            self._quota.told(*told)
         try:
             self.raise_for_response(method, path, response)
         except TransientError as e:

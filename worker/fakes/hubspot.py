@@ -149,6 +149,10 @@ _MAX_FILTERS = 18
 _MAX_SEARCH_BODY_CHARS = 3_000
 _OWNERS_DEFAULT_LIMIT = 100
 _OWNERS_MAX_LIMIT = 500
+# Associations batch read: at most 1,000 ids since 2025-02-10, "larger requests ... will be
+# rejected with an error response" (developers.hubspot.com/changelog/bug-fix-batch-read-limit-
+# for-hubspot-associations-api); the body is not documented: a VALIDATION_ERROR 400 like the
+# other batch limits here (UNCONFIRMED).
 _ASSOCIATIONS_MAX_INPUTS = 1_000
 _ASSOCIATIONS_PER_INPUT_PAGE = 500
 _BATCH_WRITE_MAX_INPUTS = 100
@@ -297,7 +301,9 @@ class FakeHubSpot(FakeServer):
     """HubSpot's CRM endpoints the worker calls, over loopback, with a state API for tests.
 
     ``search_rate_per_s`` and ``burst_per_10s`` switch the search (secondly) and burst
-    (ten-secondly rolling) limits on; both are counted on ``clock``. ``properties`` adds custom
+    (ten-secondly rolling) limits on; both are counted on ``clock``. ``daily_limit`` is the
+    portal's daily request limit, told in the ``X-HubSpot-RateLimit-Daily`` headers and
+    enforced (429 DAILY) once spent; the fake's day never ends. ``properties`` adds custom
     contact property names. ``backward_lifecycle`` chooses what a backward lifecycle stage move
     does: "reject" (400, the default, the stricter reading) or "ignore" (accepted and silently
     not applied, as the community reports for real portals — see ``_lifecycle_problem``).
@@ -310,6 +316,7 @@ class FakeHubSpot(FakeServer):
         clock: Callable[[], datetime] | None = None,
         search_rate_per_s: float | None = None,
         burst_per_10s: int | None = None,
+        daily_limit: int | None = None,
         properties: Iterable[str] = (),
         backward_lifecycle: Literal["reject", "ignore"] = "reject",
     ) -> None:
@@ -318,6 +325,7 @@ class FakeHubSpot(FakeServer):
         self._clock = clock or (lambda: datetime.now(UTC))
         self._search_rate = search_rate_per_s
         self._burst = burst_per_10s
+        self._daily_limit = daily_limit
         self._backward_lifecycle = backward_lifecycle
         self._objects: dict[str, dict[str, _Record]] = {kind: {} for kind in SEARCHABLE_TYPES}
         self._known: dict[str, set[str]] = {
@@ -555,6 +563,11 @@ class FakeHubSpot(FakeServer):
         with self.lock:
             self._search_hooks.append(hook)
 
+    def spend_daily_requests(self, n: int) -> None:
+        """Count ``n`` requests against today's limit, as other apps of the portal do."""
+        with self.lock:
+            self._windows.daily += n
+
     def fail_randomly(
         self, rate: float, status: int, *, seed: int | None = None, path_contains: str = ""
     ) -> None:
@@ -687,6 +700,8 @@ class FakeHubSpot(FakeServer):
     def _rate_limited(self, is_search: bool) -> Response | None:
         now = self._clock()
         windows = self._windows
+        if self._daily_limit is not None and windows.daily >= self._daily_limit:
+            return Response(429, _daily_limited_body(), headers=self._rate_headers())
         if is_search:
             _expire(windows.search, now - timedelta(seconds=1))
             if self._search_rate is not None and len(windows.search) >= self._search_rate:
@@ -702,11 +717,10 @@ class FakeHubSpot(FakeServer):
 
     def _rate_headers(self) -> dict[str, str]:
         maximum = self._burst if self._burst is not None else _NOMINAL_BURST_LIMIT
+        daily = self._daily_limit if self._daily_limit is not None else _NOMINAL_DAILY_LIMIT
         return {
-            "X-HubSpot-RateLimit-Daily": str(_NOMINAL_DAILY_LIMIT),
-            "X-HubSpot-RateLimit-Daily-Remaining": str(
-                max(0, _NOMINAL_DAILY_LIMIT - self._windows.daily)
-            ),
+            "X-HubSpot-RateLimit-Daily": str(daily),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, daily - self._windows.daily)),
             "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
             "X-HubSpot-RateLimit-Max": str(maximum),
             "X-HubSpot-RateLimit-Remaining": str(max(0, maximum - len(self._windows.burst))),
@@ -1433,6 +1447,18 @@ def _secondly_limited_body() -> dict[str, Any]:
         "errorType": "RATE_LIMIT",
         "correlationId": _correlation_id(),
         "policyName": "SECONDLY",
+    }
+
+
+def _daily_limited_body() -> dict[str, Any]:
+    # The usage guidelines' example of a 429 for the daily limit.
+    return {
+        "status": "error",
+        "message": "You have reached your daily limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": _correlation_id(),
+        "policyName": "DAILY",
+        "requestId": str(uuid.uuid4()),
     }
 
 

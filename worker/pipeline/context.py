@@ -98,6 +98,7 @@ def make_crm_client(settings: Settings, agreement: Agreement, *, max_retries: in
     if not settings.hubspot_token:
         raise ConfigError("HUBSPOT_TOKEN is not set: the worker cannot read the CRM")
     from worker.crm.hubspot import HubSpotClient, HubSpotFieldMap
+    from worker.crm.quota import DailyQuota
     from worker.ratelimit import Budget, make_rate_limiter
 
     limiter = make_rate_limiter(
@@ -123,6 +124,7 @@ def make_crm_client(settings: Settings, agreement: Agreement, *, max_retries: in
         page_size=200,
         max_retries=max_retries,
         limiter=limiter,
+        quota=DailyQuota(crm.rate_limit.per_day, crm.rate_limit.warn_at_share),
         # Pauses and returns are read from status changes: read them exactly when they count.
         read_status_history=agreement.watches_statuses(),
     )

@@ -171,6 +171,7 @@ def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _D
             facts.lead_id,
             due.who,
             team.name,
+            extra={"lead_id": facts.lead_id},
         )
         return None
     notice = Notice(

@@ -2,19 +2,24 @@
 
 Every stage is a function ``run(ctx, now) -> Summary`` (some take keyword options, such as
 ``dry_run``). :func:`run_stage` reads the context's clock once and hands that instant to the
-stage, so a stage never reads the clock itself and a test controls time by its clock.
+stage, so a stage never reads the clock itself and a test controls time by its clock. It also
+records each run: in the store for ``health``, in the Prometheus series (``worker.metrics``),
+and as the ``stage`` and ``run_id`` of every log line the run writes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from worker import metrics
 from worker.errors import ConfigError, SlaWorkerError
+from worker.logs import log_fields, new_run_id
 from worker.pipeline import deliver, evaluate, prune, recycle, report, sync
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import Post
@@ -45,18 +50,23 @@ def run_stage(ctx: Context, name: str, **options: Any) -> Summary:
     """Run the stage ``name`` now, reading the clock once, under the config file as it is now
     (an invalid edit is refused: the last good config runs, and ``health`` says so)."""
     now = ctx.clock()
-    ctx.reload(now)
-    try:
-        summary = STAGES[name](ctx, now, **options)
-    except Exception as e:
-        _record(ctx, name, now, f"{type(e).__name__}: {e}")
-        raise
-    _record(ctx, name, now, summary.failure())
+    started = time.perf_counter()
+    with log_fields(stage=name, run_id=new_run_id()):
+        ctx.reload(now)
+        try:
+            summary = STAGES[name](ctx, now, **options)
+        except Exception as e:
+            _record(ctx, name, now, f"{type(e).__name__}: {e}", started)
+            raise
+        _record(ctx, name, now, summary.failure(), started)
     return summary
 
 
-def _record(ctx: Context, name: str, now: datetime, error: str | None) -> None:
-    """When the stage last succeeded or failed, for ``health`` (never fails the stage)."""
+def _record(ctx: Context, name: str, now: datetime, error: str | None, started: float) -> None:
+    """When the stage last succeeded or failed, for ``health``, and how long it took, for
+    metrics (never fails the stage)."""
+    took = timedelta(seconds=time.perf_counter() - started)
+    metrics.stage_finished(name, took, ok=error is None)
     try:
         with session_scope(ctx.sessions) as session:
             outbox.record_stage_run(session, name, now, error)

@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import SlackResponse
 
+from worker import metrics
 from worker.errors import AuthError, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,10 @@ class SlackClient:
 
     # -- mapping -------------------------------------------------------------------------------
     def _call(self, method: str, call: Callable[[], SlackResponse]) -> Mapping[str, Any]:
+        """``call``'s data, or the project's error for its failure (counted for metrics)."""
+        return metrics.counting_errors("slack", lambda: self._mapped(method, call))
+
+    def _mapped(self, method: str, call: Callable[[], SlackResponse]) -> Mapping[str, Any]:
         try:
             response = call()
         except SlackApiError as e:
@@ -227,16 +232,20 @@ class SlackClient:
         except (OSError, HTTPException) as e:
             # Connection refused/reset, DNS, TLS and read timeouts (URLError and TimeoutError
             # are OSErrors), after slack_sdk's own single connection retry.
-            raise TransientError(self._redact(f"Slack {method}: {type(e).__name__}: {e}")) from None
+            raise TransientError(
+                self._redact(f"Slack {method}: {type(e).__name__}: {e}"), code=type(e).__name__
+            ) from None
         except ValueError as e:
             # A 200 whose body starts like JSON but is cut off: slack_sdk's json.loads raises.
-            raise TransientError(self._redact(f"Slack {method}: unreadable answer ({e})")) from None
+            raise TransientError(
+                self._redact(f"Slack {method}: unreadable answer ({e})"), code="unreadable"
+            ) from None
         except SlackClientError as e:
             # The SDK refused the request before sending it: a bug on our side.
             raise PermanentError(self._redact(f"Slack {method}: {e}"), code=None) from None
         data = response.data
         if not isinstance(data, dict):
-            raise TransientError(f"Slack {method}: answered with a non-JSON body")
+            raise TransientError(f"Slack {method}: answered with a non-JSON body", code="not_json")
         return data
 
     def _api_error(self, method: str, response: SlackResponse) -> Exception:
@@ -249,18 +258,22 @@ class SlackClient:
             return TransientError(
                 f"{where}: {code or 'ratelimited'}, retry after {wait.total_seconds():.0f} s",
                 retry_after=wait,
+                code=code or "ratelimited",
             )
         if 300 <= status < 400:
             # Refused by _StayingWebClient: the token stays here; SLACK_API_URL is probably
             # wrong. Retried, so nothing is lost while an admin fixes it.
-            return TransientError(f"{where}: a redirect, refused (check SLACK_API_URL)")
-        if status >= 500 or code in TRANSIENT_ERRORS:
             return TransientError(
-                f"{where}: {code if code in TRANSIENT_ERRORS else 'server error'}"
+                f"{where}: a redirect, refused (check SLACK_API_URL)", code=f"HTTP_{status}"
+            )
+        if status >= 500 or code in TRANSIENT_ERRORS:
+            known = code if code in TRANSIENT_ERRORS else None
+            return TransientError(
+                f"{where}: {known or 'server error'}", code=known or f"HTTP_{status}"
             )
         if not code or code.startswith(_NON_JSON_PREFIX):
             # Not Slack's JSON: a proxy or an outage page in the way. Worth another try.
-            return TransientError(f"{where}: the answer was not Slack's JSON")
+            return TransientError(f"{where}: the answer was not Slack's JSON", code="not_json")
         if code in AUTH_ERRORS:
             return AuthError(f"{where}: {code} (the bot token was rejected)", code=code)
         return PermanentError(f"{where}: {code}", code=code)
