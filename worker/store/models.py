@@ -279,7 +279,8 @@ class OutboxRow(Base):
             postgresql_where=text("status <> 'sent'"),
             sqlite_where=text("status <> 'sent'"),
         ),
-        Index("ix_outbox_lead_id", "lead_id"),
+        # By lead, with the keys: evaluate reads which notices exist from the index alone.
+        Index("ix_outbox_lead_id_keys", "lead_id", "dedup_key"),
         # A claim takes one recipient's sendable rows (outbox.claim).
         Index(
             "ix_outbox_recipient_unsent",

@@ -436,7 +436,8 @@ def counts_by_status(session: Session) -> dict[str, int]:
 
 def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
     """The dedup keys of these leads' notices already in the outbox (one query per 500 leads,
-    by ``ix_outbox_lead_id``): a stage skips building notices that would be dropped anyway."""
+    an index-only scan of ``ix_outbox_lead_id_keys``): a stage skips building notices that
+    would be dropped anyway."""
     found: set[str] = set()
     for start in range(0, len(lead_ids), 500):
         chunk = lead_ids[start : start + 500]

@@ -3,8 +3,10 @@
 A partial index on the ids of dirty leads and one on (next_check_at, id) let an evaluate pass
 walk each kind of due lead in key order, batch after batch, without rescanning the table; the
 boolean index on ``dirty`` they replace could not. Open breaches are counted (metrics, at every
-scrape) from a partial index of breached findings. ``revision`` counts the changes that mark a
-lead dirty: a pass clears ``dirty`` only when the revision is still the one it judged.
+scrape) from a partial index of breached findings. The outbox's index by lead carries the dedup
+keys, so a pass learns which of a batch's notices exist from the index alone. ``revision``
+counts the changes that mark a lead dirty: a pass clears ``dirty`` only when the revision is
+still the one it judged.
 
 Revision ID: 0012
 Revises: 0011
@@ -42,8 +44,13 @@ def upgrade() -> None:
         sqlite_where=sa.text("state = 'breached'"),
     )
 
+    op.drop_index("ix_outbox_lead_id", table_name="outbox")
+    op.create_index("ix_outbox_lead_id_keys", "outbox", ["lead_id", "dedup_key"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_lead_id_keys", table_name="outbox")
+    op.create_index("ix_outbox_lead_id", "outbox", ["lead_id"])
     op.drop_index("ix_findings_breached", table_name="findings")
     op.drop_index("ix_leads_next_check_at_id", table_name="leads")
     op.drop_index("ix_leads_dirty_id", table_name="leads")
