@@ -231,3 +231,33 @@ def test_pruning_forgets_only_news_that_cannot_come_back(
     assert kept == {"breached-old", "warning-old", "met-young", "pending-old", "sibling-old"}
     with sessions() as session:  # the keys that stayed still stop a second notice
         assert outbox.enqueue(session, [_envelope("breached-old", "B")], NOW) == 0
+
+
+def test_workers_writing_the_same_new_health_row_at_once_both_succeed(
+    sessions: sessionmaker[Session],
+) -> None:
+    import threading
+
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        session = sessions()
+        try:
+            session.connection()  # each in its own transaction before the race
+            start.wait()
+            outbox.set_health(session, "slack", True, "", NOW)
+            outbox.record_stage_run(session, "deliver", NOW)
+            outbox.remember_slack_user(session, "lena@example.com", f"U{n}", None, NOW)
+            session.commit()
+        except BaseException as e:  # an IntegrityError here rolled back a sent message's record
+            errors.append(e)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

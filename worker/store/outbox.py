@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from worker.sla import RuleState
@@ -358,17 +358,25 @@ def cached_slack_user(
     return row
 
 
+def _insert_missing(session: Session, model: Any, **values: Any) -> None:
+    """Insert the row ``values`` unless its key is there already (one statement): two workers
+    writing the same new row at once must not fail — a failed write after Slack accepted a
+    message rolled back its record, and the message went out again when its claim ran out."""
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert_fn(model).values(**values).on_conflict_do_nothing())
+
+
 def remember_slack_user(
     session: Session, email: str, user_id: str | None, tz: str | None, now: datetime
 ) -> None:
     key = email.lower()
+    _insert_missing(session, SlackUserCache, email=key, user_id=user_id, tz=tz, looked_up_at=now)
     row = session.get(SlackUserCache, key)
-    if row is None:
-        session.add(SlackUserCache(email=key, user_id=user_id, tz=tz, looked_up_at=now))
-    else:
-        row.user_id = user_id
-        row.tz = tz
-        row.looked_up_at = now
+    assert row is not None  # inserted above, or there already
+    row.user_id = user_id
+    row.tz = tz
+    row.looked_up_at = now
 
 
 def threads_for(session: Session, recipient: str, lead_ids: Iterable[str]) -> dict[str, str]:
@@ -401,19 +409,18 @@ def remember_threads(
 
 
 def set_health(session: Session, component: str, ok: bool, detail: str, now: datetime) -> None:
+    _insert_missing(session, HealthCheck, component=component, ok=ok, detail=detail, updated_at=now)
     row = session.get(HealthCheck, component)
-    if row is None:
-        session.add(HealthCheck(component=component, ok=ok, detail=detail, updated_at=now))
-    elif row.ok != ok or row.detail != detail:
+    assert row is not None  # inserted above, or there already
+    if row.ok != ok or row.detail != detail:
         row.ok, row.detail, row.updated_at = ok, detail, now
 
 
 def record_stage_run(session: Session, name: str, now: datetime, error: str | None = None) -> None:
     """Note that stage ``name`` succeeded now (``error`` None) or failed with ``error``."""
+    _insert_missing(session, StageRun, name=name, last_error="")
     row = session.get(StageRun, name)
-    if row is None:
-        row = StageRun(name=name, last_error="")
-        session.add(row)
+    assert row is not None  # inserted above, or there already
     if error is None:
         row.last_ok_at = now
     else:
