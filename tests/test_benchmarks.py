@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -54,3 +55,22 @@ def test_evaluate_benchmark_judges_every_stored_lead() -> None:
     last = figures(run("evaluate.py", "--stored", "300", "--due", "0.1"))
     # The script exits non-zero unless the first pass judged all 300; the second, the 30 due.
     assert last["stored"] == "300" and last["due"] == "30" and float(last["pass_s"]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_e2e_benchmark_delivers_every_reminder_once(postgres_server: str, redis_url: str) -> None:
+    # The benchmark flushes its broker database before each run: its own, never the tests'.
+    broker = urlsplit(redis_url)._replace(path="/14").geturl()
+    last = figures(
+        run(
+            "e2e.py",
+            *("--leads", "200", "--reps", "4", "--workers", "1,2"),
+            *("--database-url", postgres_server, "--broker-url", broker, "--timeout", "120"),
+        )
+    )
+    # The script exits non-zero on a reminder lost or sent twice; the line must say so too.
+    assert last["leads"] == "200" and last["workers"] == "1,2"
+    assert last["duplicates"] == "0" and last["lost"] == "0"
+    assert all(int(n) >= 4 for n in last["messages"].split(","))  # every rep heard, each run
