@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -233,9 +235,22 @@ def test_pruning_forgets_only_news_that_cannot_come_back(
         assert outbox.enqueue(session, [_envelope("breached-old", "B")], NOW) == 0
 
 
-def test_workers_writing_the_same_new_health_row_at_once_both_succeed(
-    sessions: sessionmaker[Session],
+def _bookkeeping(session: Session, n: int) -> None:
+    outbox.set_health(session, "slack", True, "", NOW)
+    outbox.record_stage_run(session, "deliver", NOW)
+    outbox.remember_slack_user(session, "lena@example.com", f"U{n}", None, NOW)
+
+
+def _agreement(session: Session, n: int) -> None:
+    assert queries.apply_agreement(session, "fingerprint", NOW) == 0  # a new store: none to mark
+
+
+@pytest.mark.parametrize("write", [_bookkeeping, _agreement], ids=["bookkeeping", "agreement"])
+def test_workers_writing_the_same_new_row_at_once_all_succeed(
+    sessions: sessionmaker[Session], write: Callable[[Session, int], None]
 ) -> None:
+    """Health, stage-run and Slack-user rows (deliver), the agreement row (evaluate passes that
+    start together on a new store): each inserted by whichever worker comes first."""
     import threading
 
     start = threading.Barrier(4)
@@ -246,9 +261,7 @@ def test_workers_writing_the_same_new_health_row_at_once_both_succeed(
         try:
             session.connection()  # each in its own transaction before the race
             start.wait()
-            outbox.set_health(session, "slack", True, "", NOW)
-            outbox.record_stage_run(session, "deliver", NOW)
-            outbox.remember_slack_user(session, "lena@example.com", f"U{n}", None, NOW)
+            write(session, n)
             session.commit()
         except BaseException as e:  # an IntegrityError here rolled back a sent message's record
             errors.append(e)

@@ -7,7 +7,7 @@ message rendered later still names the lead as it was judged. No I/O here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -71,9 +71,10 @@ class Notice:
     undeliverable_because: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        """Plain JSON. Every field is an immutable scalar, so no deep copy (``asdict``) is
-        needed: it cost a third of the evaluate stage's time per notice."""
-        data = {name: getattr(self, name) for name in _NOTICE_FIELDS}
+        """Plain JSON. Every field is an immutable scalar, so a shallow copy of the instance's
+        fields will do: ``asdict`` (a deep copy) cost a third of the evaluate stage's time per
+        notice, a comprehension of ``getattr`` still 5 µs of a first pass's ~7 per lead."""
+        data = self.__dict__.copy()  # no __slots__: the fields, in order, and nothing else
         data["kind"] = self.kind.value
         data["deadline_at"] = self.deadline_at.isoformat()
         return data
@@ -97,6 +98,3 @@ class Notice:
                 "in the CRM."
             )
         return RULE_ACTIONS.get(self.rule, "Look at the lead in the CRM.")
-
-
-_NOTICE_FIELDS = tuple(field.name for field in fields(Notice))

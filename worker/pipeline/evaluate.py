@@ -206,8 +206,9 @@ class _Batch:
     def envelopes(self, session: Session, agreement: Agreement) -> list[Envelope]:
         lead_ids = list(dict.fromkeys(lead_id for _, lead_id, _ in self.drafts))
         known = outbox.existing_keys(session, lead_ids)
+        schedule = _Schedule(agreement, self.now)
         return [
-            _scheduled(draft, lead_id, team, agreement, self.now)
+            schedule.envelope(draft, lead_id, team)
             for draft, lead_id, team in self.drafts
             if draft.dedup_key not in known
         ]
@@ -317,37 +318,52 @@ def _owner_not_synced_yet(bundle: queries.LeadBundle, now: datetime) -> bool:
     return row.owner_id is not None and bundle.owner is None and not row.archived and recent
 
 
-def _scheduled(
-    draft: Draft, lead_id: str, team: Team, agreement: Agreement, now: datetime
-) -> Envelope:
-    """The draft as an envelope: how it is delivered (digest or direct) and when it may go."""
-    config = agreement.config
-    level = config.escalation[draft.level] if draft.kind in OVERDUE else None
-    quiet = config.notifications.quiet_hours and not (level and level.send_outside_hours)
-    notice = replace(draft.notice, team=team.name, quiet=quiet)
-    if level is not None and level.digest:
-        delivery = Delivery.DIGEST
-        # The first digest time after the notice fell due, not after it was found: one that
-        # fell due while no worker ran takes the slot it missed (then due, so sent at once).
-        due_at = next_digest_at(
-            min(draft.since, now), team.calendar, config.schedules.digest_minutes()
+class _Schedule:
+    """How and when each notice of a batch goes out (digest or direct, due time). What is the
+    same for every notice of a team in the batch is worked out once: a first pass schedules
+    hundreds of thousands of notices."""
+
+    def __init__(self, agreement: Agreement, now: datetime) -> None:
+        self.config = agreement.config
+        self.now = now
+        self.digest_minutes = self.config.schedules.digest_minutes()
+        self._due: dict[tuple[str, bool, datetime | None], datetime] = {}
+
+    def envelope(self, draft: Draft, lead_id: str, team: Team) -> Envelope:
+        config = self.config
+        level = config.escalation[draft.level] if draft.kind in OVERDUE else None
+        quiet = config.notifications.quiet_hours and not (level and level.send_outside_hours)
+        digest = level is not None and level.digest
+        # A digest takes the first digest time after the notice fell due, not after it was
+        # found: one that fell due while no worker ran takes the slot it missed (then due, so
+        # sent at once). A direct notice waits out the grouping window (and quiet hours).
+        since = min(draft.since, self.now) if digest else None
+        key = (team.name, quiet, since)
+        due_at = self._due.get(key)
+        if due_at is None:
+            if since is not None:
+                due_at = next_digest_at(since, team.calendar, self.digest_minutes)
+            else:
+                due_at = direct_due_at(
+                    self.now,
+                    team.calendar,
+                    group_wait=config.notifications.group_wait,
+                    quiet=quiet,
+                )
+            self._due[key] = due_at
+        payload = draft.notice.to_payload()
+        payload["quiet"] = quiet  # the schedule's decision, not the draft's
+        return Envelope(
+            dedup_key=draft.dedup_key,
+            kind=draft.kind,
+            lead_id=lead_id,
+            rule=draft.rule,
+            level=draft.level,
+            recipient=draft.recipient,
+            delivery=Delivery.DIGEST if digest else Delivery.DIRECT,
+            payload=payload,
+            due_at=due_at,
         )
-    else:
-        delivery = Delivery.DIRECT
-        due_at = direct_due_at(
-            now, team.calendar, group_wait=config.notifications.group_wait, quiet=quiet
-        )
-    return Envelope(
-        dedup_key=draft.dedup_key,
-        kind=draft.kind,
-        lead_id=lead_id,
-        rule=draft.rule,
-        level=draft.level,
-        recipient=draft.recipient,
-        delivery=delivery,
-        payload=notice.to_payload(),
-        due_at=due_at,
-    )
 
 
 def missing_fields(row: queries.Row, required: Sequence[str]) -> list[str]:

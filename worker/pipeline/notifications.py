@@ -188,6 +188,7 @@ def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _D
         policy=evaluation.policy,
         rep_name=facts.rep_name,
         timezone=team.calendar.timezone,
+        team=team.name,
     )
     parts = (facts.lead_id, due.rule, due.deadline.isoformat(), due.kind, str(due.level))
     key = "|".join((*parts, str(due.repeat), recipient))

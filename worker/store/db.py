@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +96,19 @@ def retrying(
             log.warning("database unreachable while %s; trying again in %ss", what, wait)
             sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def insert_missing(session: Session, model: Any, **values: Any) -> bool:
+    """Insert the row ``values`` unless its key is there already, in one statement; whether it
+    was inserted. Two workers writing the same new row at once must not fail: a failed write
+    after Slack accepted a message rolled back its record, and the message went out again when
+    its claim ran out. (A plain read-then-insert lets both read "absent".)"""
+    dialect = session.get_bind().dialect.name
+    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    key = model.__table__.primary_key.columns
+    # RETURNING, not rowcount: psycopg's rowcount here is -1 whether or not a row went in.
+    statement = insert_fn(model).values(**values).on_conflict_do_nothing().returning(*key)
+    return session.execute(statement).first() is not None
 
 
 def plan_each_query(session: Session) -> None:

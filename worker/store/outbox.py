@@ -21,10 +21,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, aliased
 
 from worker.sla import RuleState
+from worker.store.db import insert_missing
 from worker.store.models import (
     Finding,
     HealthCheck,
@@ -358,20 +359,25 @@ def cached_slack_user(
     return row
 
 
-def _insert_missing(session: Session, model: Any, **values: Any) -> None:
-    """Insert the row ``values`` unless its key is there already (one statement): two workers
-    writing the same new row at once must not fail — a failed write after Slack accepted a
-    message rolled back its record, and the message went out again when its claim ran out."""
-    dialect = session.get_bind().dialect.name
-    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert_fn(model).values(**values).on_conflict_do_nothing())
+def cached_slack_user_by_id(
+    session: Session, user_id: str, now: datetime, ttl: timedelta
+) -> SlackUserCache | None:
+    """The latest lookup that found this Slack user (by e-mail), if still fresh: who a person
+    acting from Slack is, without asking Slack again."""
+    query = (
+        select(SlackUserCache)
+        .where(SlackUserCache.user_id == user_id, SlackUserCache.looked_up_at >= now - ttl)
+        .order_by(SlackUserCache.looked_up_at.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
 
 
 def remember_slack_user(
     session: Session, email: str, user_id: str | None, tz: str | None, now: datetime
 ) -> None:
     key = email.lower()
-    _insert_missing(session, SlackUserCache, email=key, user_id=user_id, tz=tz, looked_up_at=now)
+    insert_missing(session, SlackUserCache, email=key, user_id=user_id, tz=tz, looked_up_at=now)
     row = session.get(SlackUserCache, key)
     assert row is not None  # inserted above, or there already
     row.user_id = user_id
@@ -409,7 +415,7 @@ def remember_threads(
 
 
 def set_health(session: Session, component: str, ok: bool, detail: str, now: datetime) -> None:
-    _insert_missing(session, HealthCheck, component=component, ok=ok, detail=detail, updated_at=now)
+    insert_missing(session, HealthCheck, component=component, ok=ok, detail=detail, updated_at=now)
     row = session.get(HealthCheck, component)
     assert row is not None  # inserted above, or there already
     if row.ok != ok or row.detail != detail:
@@ -418,7 +424,7 @@ def set_health(session: Session, component: str, ok: bool, detail: str, now: dat
 
 def record_stage_run(session: Session, name: str, now: datetime, error: str | None = None) -> None:
     """Note that stage ``name`` succeeded now (``error`` None) or failed with ``error``."""
-    _insert_missing(session, StageRun, name=name, last_error="")
+    insert_missing(session, StageRun, name=name, last_error="")
     row = session.get(StageRun, name)
     assert row is not None  # inserted above, or there already
     if error is None:

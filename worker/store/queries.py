@@ -17,6 +17,7 @@ from sqlalchemy import Select, false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from worker.names import display_name
+from worker.store.db import insert_missing
 from worker.store.models import (
     AgreementApplied,
     Finding,
@@ -159,17 +160,19 @@ def apply_agreement(session: Session, fingerprint: str, now: datetime) -> int:
     """Record that findings are made under the agreement ``fingerprint``. When it differs from
     the one recorded, every tracked lead is marked dirty (one statement, in this transaction),
     so the evaluate pass judges them all again under the new rules; returns how many."""
-    # Locked: passes that start together (workers sharing a pass) mark the leads once.
-    row = session.get(AgreementApplied, "current", with_for_update=True)
-    if row is not None and row.fingerprint == fingerprint:
+    # A new store records the agreement (nothing was judged under another); passes that start
+    # together on it (workers sharing a pass) must not both insert the row.
+    if insert_missing(
+        session, AgreementApplied, name="current", fingerprint=fingerprint, applied_at=now
+    ):
         return 0
-    marked = 0
-    if row is not None:
-        result = session.execute(
-            update(Lead).where(Lead.archived.is_(False)).values(**Lead.dirty_values())
-        )
-        marked = int(result.rowcount or 0)  # type: ignore[attr-defined]
-        row.fingerprint, row.applied_at = fingerprint, now
-    else:
-        session.add(AgreementApplied(name="current", fingerprint=fingerprint, applied_at=now))
-    return marked
+    # Locked: passes that start together mark the leads once.
+    row = session.get(AgreementApplied, "current", with_for_update=True)
+    assert row is not None  # there already, as the insert found
+    if row.fingerprint == fingerprint:
+        return 0
+    result = session.execute(
+        update(Lead).where(Lead.archived.is_(False)).values(**Lead.dirty_values())
+    )
+    row.fingerprint, row.applied_at = fingerprint, now
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
