@@ -72,6 +72,7 @@ def test_every_service_built_from_this_repo_reads_only_the_documented_environmen
         "METRICS_PORT",
         "PROMETHEUS_MULTIPROC_DIR",
         "LOG_FORMAT",
+        "SLACK_SIGNING_SECRET",
     }
     for name, service in services().items():
         if "build" in service:
@@ -94,15 +95,29 @@ def test_the_beat_healthcheck_is_a_cli_command() -> None:
 def test_the_stack_is_hardened() -> None:
     every = services()
     built = {name for name, s in every.items() if "build" in s}
-    assert built == {"migrate", "worker", "worker-sync", "beat"}
+    assert built == {"migrate", "worker", "worker-sync", "beat", "web"}
     assert len({every[name]["image"] for name in built}) == 1  # one image, named
     for name, service in every.items():
         assert service.get("logging", {}).get("options", {}).get("max-size"), name
         if name != "migrate":
             assert service.get("restart") == "unless-stopped", name
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "web"):
         assert every[name]["healthcheck"].get("start_period"), name
     url = every["worker"]["environment"]["DATABASE_URL"]
     assert "@" in url and ":" not in url.split("//", 1)[1].split("@", 1)[0]  # no password in it
     ignored = (Path(__file__).resolve().parent.parent / ".dockerignore").read_text().split()
     assert {".git", ".venv"} <= set(ignored)
+
+
+def test_the_web_service_serves_slack_on_the_host_s_loopback_and_checks_its_health() -> None:
+    from worker.settings import DEFAULT_WEB_PORT
+
+    web = services()["web"]
+    args = _parser().parse_args(command("web")[1:])
+    assert command("web")[0] == "sla-worker" and args.command == "web"
+    assert args.host == "0.0.0.0" and args.port is None  # WEB_PORT, default 3000, inside
+    assert web["ports"] == [f"127.0.0.1:{DEFAULT_WEB_PORT}:{DEFAULT_WEB_PORT}"]
+    probe = " ".join(web["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{DEFAULT_WEB_PORT}/healthz" in probe
+    assert web["environment"]["SLACK_SIGNING_SECRET"].startswith("${SLACK_SIGNING_SECRET")
+    assert web["profiles"] == ["web"]  # opt-in: the rest of the stack runs without a Slack app

@@ -1,5 +1,8 @@
 from pathlib import Path
 
+import pytest
+
+from worker.errors import ConfigError
 from worker.settings import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL, Settings
 
 
@@ -52,3 +55,25 @@ def test_a_database_password_with_any_character_is_put_in_escaped() -> None:
     assert (url.username, url.password, url.host, url.database) == (
         "sla", password, "postgres", "sla"
     )  # fmt: skip
+
+
+def test_the_web_service_listens_on_loopback_port_3000_unless_told() -> None:
+    settings = Settings.from_env({})
+    assert (settings.web_host, settings.web_port, settings.slack_signing_secret) == (
+        "127.0.0.1", 3000, None
+    )  # fmt: skip
+    settings = Settings.from_env({"WEB_HOST": "0.0.0.0", "WEB_PORT": "8080"})
+    assert (settings.web_host, settings.web_port) == ("0.0.0.0", 8080)
+
+
+def test_a_web_port_that_is_not_a_port_is_refused_naming_the_variable() -> None:
+    for bad in ("http", "-1", "70000"):
+        with pytest.raises(ConfigError, match=f'WEB_PORT: "{bad}" is not a port number'):
+            Settings.from_env({"WEB_PORT": bad})
+
+
+def test_the_signing_secret_is_a_secret_redacted_from_logs() -> None:
+    settings = Settings.from_env({"SLACK_SIGNING_SECRET": "8f14e45fceea167a5a36dedd4bea2543"})
+    assert settings.slack_signing_secret == "8f14e45fceea167a5a36dedd4bea2543"
+    assert "8f14e45f" not in repr(settings)
+    assert "8f14e45fceea167a5a36dedd4bea2543" in settings.secrets()

@@ -46,6 +46,9 @@ delivery, digest
 post, Slack message
     One message deliver sends and the rows it carries (``deliver.Post``); its Block Kit body
     and fallback text (``slack.messages.SlackMessage``).
+command, action
+    What a person asks the worker from Slack: a slash command (``/sla explain``), later a
+    button. Answered to that person alone, allowed by ``permissions``, audited (``Action``).
 stage, summary, context
     A stage is ``run(ctx, now) -> Summary`` (sync, evaluate, deliver, recycle, report, prune);
     the context is what ``open_context`` builds once: settings, agreement, store, clients.

@@ -55,6 +55,9 @@ QUEUE_OF = {
     "prune": "housekeeping",
     "recycle": "housekeeping",
     "report": "housekeeping",
+    # A /sla answer someone waits for: on deliver, the queue of short tasks that talk to Slack
+    # now, not behind housekeeping's half-hour recycles and prunes.
+    "slack_command": "deliver",
 }
 QUEUES = ("sync", "evaluate", "deliver", "housekeeping")
 
@@ -68,6 +71,9 @@ TIME_LIMITS = {
     "prune": (timedelta(minutes=25), timedelta(minutes=30)),
     "recycle": (timedelta(minutes=25), timedelta(minutes=30)),
     "report": (timedelta(minutes=10), timedelta(minutes=12)),
+    # One lead's timeline or one rep's list: seconds. Longer means something hangs, and the
+    # person gave up long before.
+    "slack_command": (timedelta(minutes=1), timedelta(minutes=2)),
 }
 #: Redis redelivers a task not acknowledged within this time (tasks are acknowledged when
 #: they end): longer than the longest hard limit plus a queue wait, or a long sync would be

@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     recycle.add_argument("--dry-run", action="store_true", help="list what would change")
     recycle.add_argument("--undo", metavar="RUN_ID", help="write back what a run changed")
 
+    web = sub.add_parser(
+        "web", help="serve Slack's slash commands and interactivity (POST /slack/events)"
+    )
+    web.add_argument("--host", help="default: $WEB_HOST or 127.0.0.1")
+    web.add_argument("--port", type=int, help="default: $WEB_PORT or 3000; 0: a free port")
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations up to the latest schema")
@@ -217,6 +223,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             argv.append("--beat")
         app.worker_main(argv)
         return EXIT_OK
+    if command == "web":
+        return _web(settings, host=args.host, port=args.port)
     if command in ("fake-hubspot", "fake-slack"):
         return _serve_fake(command, args.port, args.seed)
     raise AssertionError(f"unhandled command {command}")
@@ -406,6 +414,25 @@ def _run_once(settings: Settings, *, dry_run: bool) -> int:
         for stage, reason in failed.items():
             print(f"error: {stage} failed: {reason}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def _web(settings: Settings, *, host: str | None, port: int | None) -> int:
+    """Serve Slack's requests until interrupted; commands are answered by the workers."""
+    from worker.web.bolt_app import make_bolt_app
+    from worker.web.handoff import submit_command
+    from worker.web.server import WebServer, serve
+
+    host = host or settings.web_host
+    port = settings.web_port if port is None else port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port: {port} is not a port number (0: a free port)")
+    bolt_app = make_bolt_app(settings, submit_command)
+
+    def ready(server: WebServer) -> None:
+        print(f"sla-worker web: Slack request URL {server.events_url}", flush=True)
+
+    serve(bolt_app, host, port, ready=ready)
     return EXIT_OK
 
 

@@ -579,6 +579,20 @@ class MarketingConfig(_Strict):
     schedule: Schedule = "0 8 * * 1-5"
 
 
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError(f'"{value}" is not an e-mail address')
+    return value
+
+
+class SlackConfig(_Strict):
+    """What people may do from Slack (``/sla``, ``sla-worker web``)."""
+
+    #: Slack users (by the e-mail of their Slack profile) who may act on any lead, besides the
+    #: lead's owner and the manager of the owner's team.
+    admins: list[Annotated[str, AfterValidator(_email)]] = Field(default_factory=list)
+
+
 def _default_escalation() -> list[EscalationLevelConfig]:
     return [EscalationLevelConfig(after=BusinessSpan(), notify=["rep"])]
 
@@ -599,6 +613,7 @@ class SlaConfig(_Strict):
     recycle: RecycleConfig | None = None
     #: Absent: no marketing report, every lead counts as complete.
     marketing: MarketingConfig | None = None
+    slack: SlackConfig = Field(default_factory=SlackConfig)
 
     # Each check of references between sections is a validator of the later section, fed the
     # earlier ones that validated (``info.data``): so a file with a typo in one section still
@@ -704,8 +719,13 @@ class Agreement:
 
     def __init__(self, config: SlaConfig) -> None:
         self.config = config
-        #: Changes whenever anything in the validated config does (not its comments or layout).
-        self.fingerprint = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+        #: Changes whenever anything in the validated config that findings and notices depend
+        #: on does (not its comments or layout): a new fingerprint has every open lead judged
+        #: again. ``slack`` (who may act from Slack) is left out: it changes no verdict, and a
+        #: store judged before the section existed keeps its fingerprint.
+        self.fingerprint = hashlib.sha256(
+            config.model_dump_json(exclude={"slack"}).encode()
+        ).hexdigest()
         self.calendars = {
             name: cal.to_engine(name, cal.timezone) for name, cal in config.calendars.items()
         }

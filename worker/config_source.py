@@ -68,7 +68,7 @@ class ConfigSource:
             log.warning("%s is valid again", self.path)
         self.error = None
         self.invalid_since = None
-        if agreement.fingerprint == self.agreement.fingerprint:
+        if agreement.config == self.agreement.config:
             return False  # edited comments or layout: the same agreement
         log.warning("%s changed: the new config applies from this run on", self.path)
         self.agreement = agreement

@@ -21,6 +21,11 @@ DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_SALESFORCE_LOGIN_URL = "https://login.salesforce.com"
 #: The OpenTelemetry Prometheus exporter's default port: free of the usual exporters' ones.
 DEFAULT_METRICS_PORT = 9464
+#: Where ``sla-worker web`` (Slack commands and interactivity) listens: loopback unless told
+#: otherwise (compose says 0.0.0.0 inside its container and publishes on the host's loopback).
+DEFAULT_WEB_HOST = "127.0.0.1"
+#: Bolt's own default port (``App.start``).
+DEFAULT_WEB_PORT = 3000
 LOG_FORMATS = ("text", "json")
 
 
@@ -44,11 +49,17 @@ class Settings:
     metrics_port: int = DEFAULT_METRICS_PORT
     #: ``text`` or ``json`` (one object a line).
     log_format: str = "text"
+    #: The Slack app's signing secret: ``sla-worker web`` refuses requests not signed with it.
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    web_host: str = DEFAULT_WEB_HOST
+    #: 0: any free port (printed at start).
+    web_port: int = DEFAULT_WEB_PORT
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value set, for log redaction."""
         values = (
             self.slack_bot_token,
+            self.slack_signing_secret,
             self.hubspot_token,
             self.salesforce_client_secret,
             self.salesforce_refresh_token,
@@ -82,15 +93,22 @@ class Settings:
             salesforce_client_id=secret("SALESFORCE_CLIENT_ID"),
             salesforce_client_secret=secret("SALESFORCE_CLIENT_SECRET"),
             salesforce_refresh_token=secret("SALESFORCE_REFRESH_TOKEN"),
-            metrics_port=_port(get("METRICS_PORT", str(DEFAULT_METRICS_PORT))),
+            metrics_port=_port(
+                "METRICS_PORT",
+                get("METRICS_PORT", str(DEFAULT_METRICS_PORT)),
+                "0 turns metrics off",
+            ),
             log_format=_log_format(get("LOG_FORMAT", "text")),
+            slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
+            web_host=get("WEB_HOST", DEFAULT_WEB_HOST),
+            web_port=_port("WEB_PORT", get("WEB_PORT", str(DEFAULT_WEB_PORT)), "0: any free port"),
         )
 
 
-def _port(text: str) -> int:
+def _port(name: str, text: str, zero_means: str) -> int:
     port = int(text) if text.isdigit() else -1
     if not 0 <= port <= 65535:
-        raise ConfigError(f'METRICS_PORT: "{text}" is not a port number (0 turns metrics off)')
+        raise ConfigError(f'{name}: "{text}" is not a port number ({zero_means})')
     return port
 
 

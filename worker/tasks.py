@@ -89,3 +89,17 @@ def _ask_for_helpers() -> None:
 def evaluate(helping: bool = False) -> dict[str, object]:
     """Judge the due leads; a pass that finds many asks idle workers to share it."""
     return _run_now("evaluate", fan_out=None if helping else _ask_for_helpers)
+
+
+@app.task(name="worker.tasks.slack_command")  # type: ignore[untyped-decorator]
+def slack_command(
+    user_id: str, text: str, response_url: str, command: str = "/sla"
+) -> dict[str, object]:
+    """Answer a ``/sla`` command that ``sla-worker web`` acknowledged, to its caller only."""
+    from worker.pipeline import slack_commands
+
+    ctx = _ctx()
+    now = ctx.clock()
+    ctx.reload(now)  # a new slack.admins applies from the next command on
+    request = slack_commands.SlashCommand(user_id, text, response_url, command)
+    return slack_commands.run(ctx, now, request).as_dict()

@@ -21,6 +21,7 @@ from worker.store.models import OutboxRow
 
 HUBSPOT_TOKEN = "test-hubspot-token"
 SLACK_TOKEN = "xoxb-test-token"
+SLACK_SIGNING_SECRET = "test-signing-secret"
 
 #: Always open, so deadlines are plain arithmetic; business hours have their own tests.
 CONFIG = """
@@ -93,6 +94,7 @@ class World:
             "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
             "SLACK_API_URL": self.slack.api_url,
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         }
 
     @contextmanager
@@ -171,7 +173,7 @@ def make_world(
     config_path = tmp_path / "sla.yaml"
     config_path.write_text(config % {"send_resolved": str(send_resolved).lower()})
     hubspot = FakeHubSpot(HUBSPOT_TOKEN, clock=clock)
-    slack = FakeSlack(SLACK_TOKEN)
+    slack = FakeSlack(SLACK_TOKEN, signing_secret=SLACK_SIGNING_SECRET)
     slack.add_user("U0MIKE", "mike.manager@example.com", "Mike Manager", tz="America/New_York")
     slack.add_channel("C0ESC", "sales-escalations")
     hubspot.start()

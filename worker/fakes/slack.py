@@ -6,24 +6,33 @@ with ``ok``; errors are HTTP 200 with an ``error`` code except rate limits (429 
 ``Retry-After``); arguments come from the query string, a form body or a JSON body, whichever
 the caller used. It enforces the documented message and Block Kit limits (see
 /work/shared/API-FACTS.md and the sources cited below), paces posts per channel on an injected
-clock, and can inject failures, so the real client runs unchanged against it. It must never
-listen beyond 127.0.0.1, never talk to the real Slack, and never record the token in its
-request log, echo it in a response or show it in a repr.
+clock, and can inject failures, so the real client runs unchanged against it.
+
+It also plays Slack's side of interactivity: it posts slash commands and interaction payloads
+to an app, signed as Slack signs them (or badly, or late, to see them refused), and serves the
+``response_url`` each carries, recording what the app answers there. It must never listen
+beyond 127.0.0.1, never talk to the real Slack, and never record the token or the signing
+secret in its request log, echo them in a response or show them in a repr.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import itertools
 import json
 import math
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
 
 from worker.fakes.server import FakeServer, Request, Response
 
@@ -55,6 +64,12 @@ _BLOCK_TYPES = frozenset(
      "input", "file", "video"}
 )  # fmt: skip
 _TEXT_TYPES = frozenset({"plain_text", "mrkdwn"})
+
+# A response_url takes "up to 5" messages "within 30 minutes" of the request
+# (api.slack.com/interactivity/handling#message_responses); the fake refuses the sixth with
+# used_url (the name Slack's answers use; UNCONFIRMED: its HTTP status, 404 here). It does not
+# expire URLs: tests run in seconds.
+MAX_RESPONSES_PER_URL = 5
 
 # Slack's method names the fake implements; anything else under /api/ is unknown_method.
 _METHODS = (
@@ -100,6 +115,16 @@ class PostedMessage:
         thread = " (in a thread)" if self.thread_ts else ""
         first = self.text.splitlines()[0] if self.text else ""
         return f"{where}{thread}: {first}"
+
+
+@dataclass(frozen=True)
+class AppAnswer:
+    """What an app answered a request the fake posted to it, and where its later answers go:
+    ``response_url`` (served by the fake), read with :meth:`FakeSlack.responses_to`."""
+
+    status: int
+    body: str
+    response_url: str
 
 
 @dataclass(frozen=True)
@@ -182,9 +207,15 @@ class FakeSlack(FakeServer):
         *,
         clock: Callable[[], float] | None = None,
         channel_rate_per_s: float | None = None,
+        signing_secret: str = "fake-signing-secret",
     ) -> None:
         super().__init__()
         self._token = token
+        self._signing_secret = signing_secret
+        # response_url id -> the JSON bodies the app posted there, oldest first.
+        self._responses: dict[str, list[dict[str, Any]]] = {}
+        self._response_ids = itertools.count(1)
+        self._responded = threading.Condition(self.lock)
         self._clock = clock or time.time
         self._rate = channel_rate_per_s
         self._revoked = False
@@ -207,6 +238,8 @@ class FakeSlack(FakeServer):
             self.route("POST", f"/api/{method}", handler)
         # Not Slack's: what a person pointing a worker at the fake wants to see (no token).
         self.route("GET", "/_messages", self._list_messages)
+        # The response_url of each command and interaction the fake posts to an app.
+        self.route("POST", "/_respond/{response_id}", self._respond)
 
     def __repr__(self) -> str:
         where = self.base_url if self._httpd is not None else "stopped"
@@ -289,6 +322,124 @@ class FakeSlack(FakeServer):
         name = channel.lstrip("#")
         with self.lock:
             return [m for m in self.messages if channel == m.channel or name == m.channel_name]
+
+    # -- Slack calling an app: slash commands and interactions ----------------------------------
+    @property
+    def signing_secret(self) -> str:
+        """The secret the fake signs with (``SLACK_SIGNING_SECRET`` for the app under test)."""
+        return self._signing_secret
+
+    def post_command(
+        self,
+        app_url: str,
+        user_id: str,
+        text: str,
+        command: str = "/sla",
+        *,
+        bad_signature: bool = False,
+        age: timedelta = timedelta(0),
+    ) -> AppAnswer:
+        """Post a slash command to ``app_url`` as Slack does: a form body with the fields of
+        docs.slack.dev/interactivity/implementing-slash-commands, signed. ``bad_signature``
+        signs with another secret; ``age`` dates the request back (a replay)."""
+        response_url = self._new_response_url()
+        with self.lock:
+            user = self._users.get(user_id)
+        form = {
+            "token": "fake-verification-token",  # deprecated by signing; Slack still sends it
+            "team_id": TEAM_ID,
+            "team_domain": "fake-workspace",
+            "channel_id": "C0COMMAND",
+            "channel_name": "sales",
+            "user_id": user_id,
+            "user_name": user.email.split("@", 1)[0] if user else "someone",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0SLAAPP",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{next(self._response_ids)}.{TEAM_ID}.faketrigger",
+        }
+        return self._post_signed(app_url, urlencode(form), response_url, bad_signature, age)
+
+    def post_interaction(
+        self,
+        app_url: str,
+        payload: Mapping[str, Any],
+        *,
+        bad_signature: bool = False,
+        age: timedelta = timedelta(0),
+    ) -> AppAnswer:
+        """Post an interaction payload (``block_actions``, ``view_submission``, …) as Slack
+        does: a form body whose one field ``payload`` is the JSON, signed. A payload without a
+        ``response_url`` gets one served by the fake."""
+        body = dict(payload)
+        response_url = str(body.get("response_url") or self._new_response_url())
+        body.setdefault("response_url", response_url)
+        form = urlencode({"payload": json.dumps(body)})
+        return self._post_signed(app_url, form, response_url, bad_signature, age)
+
+    def responses_to(self, response_url: str) -> list[dict[str, Any]]:
+        """What the app posted to one of the fake's response URLs, oldest first."""
+        with self.lock:
+            return list(self._responses.get(response_url.rsplit("/", 1)[-1], []))
+
+    def await_response(self, response_url: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The first answer posted to ``response_url``, waiting up to ``timeout`` seconds for
+        it (an app answers after it acknowledged); AssertionError when none comes."""
+        key = response_url.rsplit("/", 1)[-1]
+        with self._responded:
+            if not self._responded.wait_for(lambda: self._responses.get(key), timeout):
+                raise AssertionError(f"no answer at {response_url} within {timeout} s")
+            return self._responses[key][0]
+
+    def sign(self, timestamp: str, body: str, secret: str | None = None) -> str:
+        """Slack's request signature (docs.slack.dev/authentication/verifying-requests-from-
+        slack): ``v0=`` and the hex HMAC-SHA256, keyed with the app's signing secret, of the
+        base string ``v0:<X-Slack-Request-Timestamp>:<raw body>``."""
+        key = (secret or self._signing_secret).encode()
+        base = f"v0:{timestamp}:{body}".encode()
+        return "v0=" + hmac.new(key, base, hashlib.sha256).hexdigest()
+
+    def _post_signed(
+        self, app_url: str, body: str, response_url: str, bad_signature: bool, age: timedelta
+    ) -> AppAnswer:
+        # Signed with the real time, as Slack does: the app checks it against its own clock
+        # (apps refuse a timestamp more than five minutes away: a replay).
+        timestamp = str(int(time.time() - age.total_seconds()))
+        secret = "not-" + self._signing_secret if bad_signature else None
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": self.sign(timestamp, body, secret),
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
+        answer = requests.post(app_url, data=body.encode(), headers=headers, timeout=10)
+        return AppAnswer(answer.status_code, answer.text, response_url)
+
+    def _new_response_url(self) -> str:
+        key = f"R{next(self._response_ids):06d}"
+        with self.lock:
+            self._responses[key] = []
+        return f"{self.base_url}/_respond/{key}"
+
+    def _respond(self, request: Request) -> Response:
+        key = request.params["response_id"]
+        with self._responded:
+            posted = self._responses.get(key)
+            if posted is None:
+                return Response(404, raw=b"expired_url")
+            if len(posted) >= MAX_RESPONSES_PER_URL:
+                return Response(404, raw=b"used_url")
+            try:
+                body = request.json()
+            except ValueError:
+                return Response(400, raw=b"invalid_payload")
+            if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+                return Response(400, raw=b"no_text")
+            posted.append(body)
+            self._responded.notify_all()
+        return Response(200, raw=b"ok")
 
     # -- request plumbing ----------------------------------------------------------------------
     def not_found(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ message or a repr.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,9 @@ class SlackUser:
     name: str
     tz: str | None
     deleted: bool
+    #: The profile's e-mail, from ``user_by_id`` (needs ``users:read.email``); None when
+    #: Slack gives none (a bot) and from a lookup by e-mail (the caller has it).
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,20 @@ class SlackClient:
             if e.code == "users_not_found":
                 return None
             raise
+        return _user(data.get("user") or {})
+
+    def user_by_id(self, user_id: str) -> SlackUser | None:
+        """The member with this id, deactivated ones included (``deleted``), or None when
+        Slack knows no such user (``users.info``: ``user_not_found``)."""
+        try:
+            data = self._call("users.info", lambda: self._web.users_info(user=user_id))
+        except PermanentError as e:
+            if e.code in ("user_not_found", "user_not_visible"):
+                return None
+            raise
         user = data.get("user") or {}
-        profile = user.get("profile") or {}
-        return SlackUser(
-            id=str(user["id"]),
-            name=str(user.get("real_name") or profile.get("real_name") or user.get("name") or ""),
-            tz=user.get("tz") or None,
-            deleted=bool(user.get("deleted", False)),
-        )
+        email = (user.get("profile") or {}).get("email")
+        return dataclasses.replace(_user(user), email=str(email) if email else None)
 
     def post_message(
         self,
@@ -280,6 +290,17 @@ class SlackClient:
 
     def _redact(self, message: str) -> str:
         return message.replace(self._token, "[redacted]") if self._token else message
+
+
+def _user(user: Mapping[str, Any]) -> SlackUser:
+    """A ``user`` object of users.info or users.lookupByEmail."""
+    profile = user.get("profile") or {}
+    return SlackUser(
+        id=str(user["id"]),
+        name=str(user.get("real_name") or profile.get("real_name") or user.get("name") or ""),
+        tz=user.get("tz") or None,
+        deleted=bool(user.get("deleted", False)),
+    )
 
 
 def _retry_after(headers: Mapping[str, Any]) -> timedelta:

@@ -367,3 +367,22 @@ class RecycleAudit(Base):
     at: Mapped[datetime]
 
     __table_args__ = (Index("ix_recycle_audit_run_id", "run_id"),)
+
+
+class Action(Base):
+    """Every command or action someone took from Slack, and what came of it (an audit)."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    slack_user_id: Mapped[str] = mapped_column(String(64))
+    #: The e-mail Slack gave for the user (None: it gave none, so nothing was allowed).
+    email: Mapped[str | None] = mapped_column(String(320))
+    #: What was asked: ``/sla explain 1001``, later ``acknowledge`` and the like.
+    action: Mapped[str] = mapped_column(String(400))
+    lead_id: Mapped[str | None] = mapped_column(String(64))
+    #: ``answered``, ``refused``, ``not found``, ``usage`` … with the reason when there is one.
+    outcome: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_actions_at", "at"),)
