@@ -78,8 +78,8 @@ def test_a_change_made_while_a_lead_was_judged_keeps_it_dirty(
             "revision": bundles[lead_id].lead.revision,
             "next_check_at": NOW + timedelta(hours=1),
             "recycle_reason": None,
-            "missing_fields": [],
-            "complete_since": NOW,
+            "missing_fields": [] if lead_id == "1" else ["phone"],
+            "complete_since": NOW if lead_id == "1" else None,
         }
         for lead_id in ("1", "2")
     ]
@@ -87,7 +87,15 @@ def test_a_change_made_while_a_lead_was_judged_keeps_it_dirty(
         judgements.save_leads(session, judged)
     with sessions() as session:
         dirty = {i: d for i, d in session.execute(select(Lead.id, Lead.dirty))}
+        saved = {
+            row.id: (row.next_check_at, row.missing_fields, row.complete_since)
+            for row in session.execute(
+                select(Lead.id, Lead.next_check_at, Lead.missing_fields, Lead.complete_since)
+            )
+        }
     assert dirty == {"1": True, "2": False}  # 1 is judged again, on its new status
+    later = NOW + timedelta(hours=1)
+    assert saved == {"1": (later, [], NOW), "2": (later, ["phone"], None)}
 
 
 def test_a_verdict_that_did_not_change_is_not_written_again(

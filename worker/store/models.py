@@ -44,9 +44,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
+        if value is None or value.tzinfo is UTC:  # PostgreSQL (the session is in UTC)
+            return value
+        if value.tzinfo is None:  # SQLite: the UTC wall time
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 

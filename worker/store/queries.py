@@ -151,7 +151,7 @@ def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[st
     found: dict[str, dict[str, Row]] = {lead_id: {} for lead_id in lead_ids}
     for chunk in chunks(lead_ids):
         query = select(Finding.__table__).where(Finding.lead_id.in_(chunk))
-        for finding in session.connection().execute(query):
+        for finding in session.connection().execute(query).all():  # one fetch, not one a row
             found[finding.lead_id][finding.rule] = finding
     return found
 
