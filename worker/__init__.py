@@ -31,7 +31,8 @@ recycle
     Hand a lead back to marketing nurturing in the CRM (audited, undoable).
 notice
     What one message says about one lead (``notices.Notice``), of a ``NoticeKind``: warning,
-    breach, escalation, resolved ("done, late"), recycled; or a report for a channel.
+    breach, escalation, resolved ("done, late"), recycled, acknowledged (the rep hears who
+    acknowledged their breach); or a report for a channel.
 draft
     A notice addressed to one recipient, not yet scheduled (``pipeline.notifications``).
 envelope
@@ -47,8 +48,12 @@ post, Slack message
     One message deliver sends and the rows it carries (``deliver.Post``); its Block Kit body
     and fallback text (``slack.messages.SlackMessage``).
 command, action
-    What a person asks the worker from Slack: a slash command (``/sla explain``), later a
-    button. Answered to that person alone, allowed by ``permissions``, audited (``Action``).
+    What a person asks the worker from Slack: a slash command (``/sla explain``) or a button
+    (*Acknowledge*). Answered to that person alone, allowed by ``permissions``, audited
+    (``Action``).
+acknowledgement
+    A breach (lead, rule, breached deadline) someone acknowledged from a digest's button
+    (``models.Acknowledgement``): no repeat and no further level of it is sent.
 stage, summary, context
     A stage is ``run(ctx, now) -> Summary`` (sync, evaluate, deliver, recycle, report, prune);
     the context is what ``open_context`` builds once: settings, agreement, store, clients.

@@ -58,6 +58,7 @@ QUEUE_OF = {
     # A /sla answer someone waits for: on deliver, the queue of short tasks that talk to Slack
     # now, not behind housekeeping's half-hour recycles and prunes.
     "slack_command": "deliver",
+    "slack_action": "deliver",  # a button someone clicked: the same
 }
 QUEUES = ("sync", "evaluate", "deliver", "housekeeping")
 
@@ -74,6 +75,7 @@ TIME_LIMITS = {
     # One lead's timeline or one rep's list: seconds. Longer means something hangs, and the
     # person gave up long before.
     "slack_command": (timedelta(minutes=1), timedelta(minutes=2)),
+    "slack_action": (timedelta(minutes=1), timedelta(minutes=2)),
 }
 #: Redis redelivers a task not acknowledged within this time (tasks are acknowledged when
 #: they end): longer than the longest hard limit plus a queue wait, or a long sync would be

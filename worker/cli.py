@@ -420,14 +420,14 @@ def _run_once(settings: Settings, *, dry_run: bool) -> int:
 def _web(settings: Settings, *, host: str | None, port: int | None) -> int:
     """Serve Slack's requests until interrupted; commands are answered by the workers."""
     from worker.web.bolt_app import make_bolt_app
-    from worker.web.handoff import submit_command
+    from worker.web.handoff import submit_action, submit_command
     from worker.web.server import WebServer, serve
 
     host = host or settings.web_host
     port = settings.web_port if port is None else port
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: {port} is not a port number (0: a free port)")
-    bolt_app = make_bolt_app(settings, submit_command)
+    bolt_app = make_bolt_app(settings, submit_command, submit_action)
 
     def ready(server: WebServer) -> None:
         print(f"sla-worker web: Slack request URL {server.events_url}", flush=True)

@@ -1,7 +1,9 @@
 """``sla-worker explain LEAD_ID``: why a lead is where it is, as a timeline in plain words.
 
 Reads the stored lead, its touches and status history, and asks the engine to narrate them
-at the current time. Read-only: it changes nothing in the store or the CRM.
+at the current time; then what people did about the lead from Slack: the breaches they
+acknowledged and every command and button (the ``actions`` audit). Read-only: it changes
+nothing in the store or the CRM.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from datetime import datetime
 from sqlalchemy import select
 
 from worker.errors import SlaWorkerError
+from worker.notices import rule_title
 from worker.pipeline.context import Context
 from worker.pipeline.evaluate import engine_inputs
 from worker.sla import explain_lead, select_policy
 from worker.slack.messages import format_local
-from worker.store import queries
+from worker.store import acknowledgements, actions, queries
 from worker.store.db import session_scope
 from worker.store.models import Owner
 
@@ -34,6 +37,8 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
         lead, touches = engine_inputs(bundle)
         policy = select_policy(lead, agreement.policies)
         names = {o.id: o.display_name for o in session.scalars(select(Owner)).all()}
+        acknowledged = acknowledgements.of_lead(session, lead_id)
+        audit = actions.of_lead(session, lead_id)
         entries = explain_lead(
             lead,
             touches,
@@ -51,4 +56,19 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
     )
     lines = [header, ""]
     lines += [f"{format_local(e.at, tz):>24}  {e.text}" for e in entries]
+    if acknowledged:
+        lines += ["", "Acknowledged from Slack:"]
+        lines += [
+            f"{format_local(a.at, tz):>24}  {rule_title(a.rule).lower()} breach (deadline "
+            f"{format_local(a.deadline_at, tz)}) acknowledged by {a.by_name} ({a.by_email}): "
+            "no more reminders of it"
+            for a in acknowledged
+        ]
+    if audit:
+        lines += ["", "From Slack (who, what, outcome):"]
+        lines += [
+            f"{format_local(a.at, tz):>24}  {a.email or 'unknown e-mail'} ({a.slack_user_id}): "
+            f"{a.action} → {a.outcome}"
+            for a in audit
+        ]
     return "\n".join(lines)

@@ -103,3 +103,14 @@ def slack_command(
     ctx.reload(now)  # a new slack.admins applies from the next command on
     request = slack_commands.SlashCommand(user_id, text, response_url, command)
     return slack_commands.run(ctx, now, request).as_dict()
+
+
+@app.task(name="worker.tasks.slack_action")  # type: ignore[untyped-decorator]
+def slack_action(**action: Any) -> dict[str, object]:
+    """Carry out a button click that ``sla-worker web`` acknowledged (*Acknowledge*)."""
+    from worker.pipeline import slack_actions
+
+    ctx = _ctx()
+    now = ctx.clock()
+    ctx.reload(now)  # a new slack.admins applies from the next click on
+    return slack_actions.run(ctx, now, slack_actions.BlockAction(**action)).as_dict()

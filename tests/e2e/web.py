@@ -19,7 +19,7 @@ from worker.pipeline.context import Context
 from worker.settings import Settings
 from worker.store.models import Action
 from worker.web.bolt_app import make_bolt_app
-from worker.web.handoff import submit_command
+from worker.web.handoff import submit_action, submit_command
 from worker.web.server import WebServer, make_wsgi_app
 
 
@@ -63,7 +63,7 @@ class Web:
 @contextmanager
 def serving_web(world: World) -> Iterator[Web]:
     with world.context() as ctx, tasks.bound_to(ctx), eager_celery():
-        bolt = make_bolt_app(Settings.from_env(world.env()), submit_command)
+        bolt = make_bolt_app(Settings.from_env(world.env()), submit_command, submit_action)
         server = WebServer(make_wsgi_app(bolt), "127.0.0.1", 0)
         server.start()
         try:

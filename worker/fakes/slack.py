@@ -9,8 +9,9 @@ the caller used. It enforces the documented message and Block Kit limits (see
 clock, and can inject failures, so the real client runs unchanged against it.
 
 It also plays Slack's side of interactivity: it posts slash commands and interaction payloads
-to an app, signed as Slack signs them (or badly, or late, to see them refused), and serves the
-``response_url`` each carries, recording what the app answers there. It must never listen
+to an app, signed as Slack signs them (or badly, or late, to see them refused), clicks the
+buttons of messages it holds (a ``block_actions`` payload, :meth:`FakeSlack.click`), and serves
+the ``response_url`` each carries, recording what the app answers there. It must never listen
 beyond 127.0.0.1, never talk to the real Slack, and never record the token or the signing
 secret in its request log, echo them in a response or show them in a repr.
 """
@@ -58,6 +59,13 @@ MAX_MARKDOWN_BLOCK_CHARS = 12_000
 MAX_TOTAL_BLOCK_CHARS = 12_000
 # conversations.open takes 1-8 users (its "too_many_users: Needs at most 8 users" error).
 MAX_OPEN_USERS = 8
+# A button: text at most 75 characters, action_id at most 255, value at most 2,000
+# (docs.slack.dev/reference/block-kit/block-elements/button-element); a block_id at most 255
+# and unique within its message (docs.slack.dev/reference/block-kit/blocks).
+MAX_BUTTON_TEXT_CHARS = 75
+MAX_ACTION_ID_CHARS = 255
+MAX_BUTTON_VALUE_CHARS = 2_000
+MAX_BLOCK_ID_CHARS = 255
 
 _BLOCK_TYPES = frozenset(
     {"section", "header", "divider", "context", "actions", "image", "rich_text", "markdown",
@@ -216,6 +224,7 @@ class FakeSlack(FakeServer):
         self._responses: dict[str, list[dict[str, Any]]] = {}
         self._response_ids = itertools.count(1)
         self._responded = threading.Condition(self.lock)
+        self._updated = threading.Condition(self.lock)
         self._clock = clock or time.time
         self._rate = channel_rate_per_s
         self._revoked = False
@@ -379,6 +388,94 @@ class FakeSlack(FakeServer):
         form = urlencode({"payload": json.dumps(body)})
         return self._post_signed(app_url, form, response_url, bad_signature, age)
 
+    def click(
+        self,
+        app_url: str,
+        user_id: str,
+        message: PostedMessage,
+        action_id: str,
+        value: str | None = None,
+        **options: Any,
+    ) -> AppAnswer:
+        """``user_id`` clicks the button ``action_id`` (with ``value``, when several have that
+        id) of a message the fake holds, as it is now: Slack posts the app a ``block_actions``
+        payload (:meth:`block_actions_payload`). AssertionError when the message has no such
+        button: a test clicks only what was sent."""
+        return self.post_interaction(
+            app_url, self.block_actions_payload(user_id, message, action_id, value), **options
+        )
+
+    def block_actions_payload(
+        self, user_id: str, message: PostedMessage, action_id: str, value: str | None = None
+    ) -> dict[str, Any]:
+        """What Slack posts when ``user_id`` clicks a button of ``message`` (the fields of
+        docs.slack.dev/reference/interaction-payloads/block_actions-payload): who, the action
+        with its ``block_id`` and ``value``, the message's ``container``, its ``channel``, the
+        ``message`` itself as Slack holds it (blocks with ``block_id`` s, which Slack gives the
+        blocks that have none), a ``response_url`` and a ``trigger_id``."""
+        with self.lock:
+            user = self._users.get(user_id)
+            blocks = [
+                {**block, "block_id": block.get("block_id") or f"fake-{position}"}
+                for position, block in enumerate(message.blocks or [])
+            ]
+            text, ts, channel_id = message.text, message.ts, message.channel
+            channel_name = message.channel_name or "directmessage"
+        clicked = next(
+            (
+                (block, element)
+                for block in blocks
+                for element in _interactive_elements(block)
+                if element.get("action_id") == action_id
+                and (value is None or element.get("value") == value)
+            ),
+            None,
+        )
+        if clicked is None:
+            raise AssertionError(f"no button {action_id!r} ({value!r}) in message {ts}")
+        block, element = clicked
+        handle = user.email.split("@", 1)[0] if user else "someone"
+        action_ts = f"{time.time():.6f}"
+        return {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": handle, "name": handle, "team_id": TEAM_ID},
+            "api_app_id": "A0SLAAPP",
+            "token": "fake-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"{next(self._response_ids)}.{TEAM_ID}.faketrigger",
+            "team": {"id": TEAM_ID, "domain": "fake-workspace"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel_id, "name": channel_name},
+            "message": {
+                "type": "message",
+                "subtype": "bot_message",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "team": TEAM_ID,
+                "ts": ts,
+                "text": text,
+                "blocks": blocks,
+            },
+            "state": {"values": {}},
+            "response_url": self._new_response_url(),
+            "actions": [
+                {
+                    "type": element.get("type"),
+                    "action_id": action_id,
+                    "block_id": block["block_id"],
+                    "text": element.get("text"),
+                    "value": element.get("value"),
+                    "action_ts": action_ts,
+                }
+            ],
+        }
+
     def responses_to(self, response_url: str) -> list[dict[str, Any]]:
         """What the app posted to one of the fake's response URLs, oldest first."""
         with self.lock:
@@ -392,6 +489,18 @@ class FakeSlack(FakeServer):
             if not self._responded.wait_for(lambda: self._responses.get(key), timeout):
                 raise AssertionError(f"no answer at {response_url} within {timeout} s")
             return self._responses[key][0]
+
+    def await_update(self, ts: str, nth: int = 1, timeout: float = 10.0) -> MessageUpdate:
+        """The ``nth`` ``chat.update`` of the message ``ts`` (from 1), waiting up to
+        ``timeout`` seconds for it (an app updates a message after it acknowledged the click
+        that asked for it); AssertionError when none comes."""
+        with self._updated:
+            if not self._updated.wait_for(lambda: len(self._updates_of(ts)) >= nth, timeout):
+                raise AssertionError(f"no chat.update #{nth} of {ts} within {timeout} s")
+            return self._updates_of(ts)[nth - 1]
+
+    def _updates_of(self, ts: str) -> list[MessageUpdate]:
+        return [u for u in self.updates if u.ts == ts]
 
     def sign(self, timestamp: str, body: str, secret: str | None = None) -> str:
         """Slack's request signature (docs.slack.dev/authentication/verifying-requests-from-
@@ -664,6 +773,7 @@ class FakeSlack(FakeServer):
         target.text = text
         target.blocks = blocks
         self.updates.append(MessageUpdate(channel_id, ts, text, blocks, dict(args)))
+        self._updated.notify_all()
         message: dict[str, Any] = {"type": "message", "text": text, "user": BOT_USER_ID}
         if blocks is not None:
             message["blocks"] = blocks
@@ -787,9 +897,17 @@ def _parse_blocks(raw: Any) -> list[Any] | None:
 def _check_blocks(blocks: list[Any]) -> None:
     if len(blocks) > MAX_BLOCKS:
         raise _Reject("invalid_blocks")
+    block_ids: set[str] = set()
     for block in blocks:
         if not isinstance(block, dict) or block.get("type") not in _BLOCK_TYPES:
             raise _Reject("invalid_blocks")
+        block_id = block.get("block_id")
+        if block_id is not None:
+            if not isinstance(block_id, str) or not 1 <= len(block_id) <= MAX_BLOCK_ID_CHARS:
+                raise _Reject("invalid_blocks")
+            if block_id in block_ids:  # "unique for each message"
+                raise _Reject("invalid_blocks")
+            block_ids.add(block_id)
         kind = block["type"]
         if kind == "header":
             _check_text_object(block.get("text"), MAX_HEADER_CHARS, plain_only=True)
@@ -804,6 +922,8 @@ def _check_blocks(blocks: list[Any]) -> None:
                     raise _Reject("invalid_blocks")
                 for item in fields:
                     _check_text_object(item, MAX_FIELD_CHARS)
+            if block.get("accessory") is not None:
+                _check_element(block["accessory"])
         elif kind == "context":
             elements = block.get("elements")
             if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
@@ -817,6 +937,35 @@ def _check_blocks(blocks: list[Any]) -> None:
                 raise _Reject("invalid_blocks")
     if _block_text_length(blocks) > MAX_TOTAL_BLOCK_CHARS:
         raise _Reject("msg_blocks_too_long")
+
+
+def _check_element(element: Any) -> None:
+    """An interactive element (a section's accessory); buttons are checked in full."""
+    if not isinstance(element, dict) or not isinstance(element.get("type"), str):
+        raise _Reject("invalid_blocks")
+    if element["type"] != "button":
+        return
+    _check_text_object(element.get("text"), MAX_BUTTON_TEXT_CHARS, plain_only=True)
+    action_id = element.get("action_id")
+    if action_id is not None and not (
+        isinstance(action_id, str) and 1 <= len(action_id) <= MAX_ACTION_ID_CHARS
+    ):
+        raise _Reject("invalid_blocks")
+    value = element.get("value")
+    if value is not None and not (
+        isinstance(value, str) and 1 <= len(value) <= MAX_BUTTON_VALUE_CHARS
+    ):
+        raise _Reject("invalid_blocks")
+
+
+def _interactive_elements(block: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A block's buttons and other interactive elements: a section's accessory, an actions
+    block's elements."""
+    if block.get("type") == "section" and isinstance(block.get("accessory"), dict):
+        return [block["accessory"]]
+    if block.get("type") == "actions":
+        return [e for e in block.get("elements") or [] if isinstance(e, dict)]
+    return []
 
 
 def _check_text_object(value: Any, limit: int, *, plain_only: bool = False) -> None:

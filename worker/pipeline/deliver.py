@@ -38,7 +38,7 @@ from worker.sla import RuleState
 from worker.slack.messages import SlackMessage, digest_parts, render_notices
 from worker.slack.pacing import ChannelPacer
 from worker.slack.sender import RecordingSender, SlackSender
-from worker.store import outbox, queries
+from worker.store import acknowledgements, outbox, queries
 from worker.store.db import UNREACHABLE, retrying, rolled_back, session_scope
 from worker.store.leases import new_holder
 from worker.store.models import OutboxRow
@@ -454,7 +454,12 @@ def _target_for(
         return Target(cached.user_id, cached.tz) if cached.user_id else None
     user = slack.lookup_user_by_email(address)
     outbox.remember_slack_user(
-        session, address, user.id if user else None, user.tz if user else None, now
+        session,
+        address,
+        user.id if user else None,
+        user.tz if user else None,
+        now,
+        name=user.name if user else None,
     )
     return Target(user.id, user.tz) if user else None
 
@@ -472,11 +477,20 @@ def _without_superseded(
 ) -> list[OutboxRow]:
     """Drop the notices the lead outran while they waited (quiet hours, a weekend, a retry): a
     warning or an overdue notice for a rule that is met by now, and a "done, late" for a breach
-    that was never announced. They are superseded, not sent: news that is no longer true is
-    noise."""
+    that was never announced; and a reminder of a breach someone acknowledged since it was
+    written (an evaluate pass that read the acknowledgements just before the click). They are
+    superseded, not sent: news that is no longer true is noise."""
+    overdue = sorted({r.lead_id for r in rows if r.kind in OVERDUE})
     findings = queries.findings_for(
         session, sorted({r.lead_id for r in rows if r.kind in _STILL_TRUE})
     )
+    acknowledged = acknowledgements.for_leads(session, overdue) if overdue else {}
+    acked = [r for r in rows if r.kind in OVERDUE and _acknowledged(r, acknowledged)]
+    if acked:
+        summary.rows_superseded += outbox.supersede(
+            session, [r.id for r in acked], holder, "acknowledged before it could be sent"
+        )
+        rows = [r for r in rows if r not in acked]
     stale = []
     for row in rows:
         if row.kind in _STILL_TRUE:
@@ -495,6 +509,14 @@ def _without_superseded(
             session, [r.id for r in stale], holder, "no longer true when it could be sent"
         )
     return [r for r in rows if r not in stale]
+
+
+def _acknowledged(row: OutboxRow, acknowledged: dict[str, set[acknowledgements.Breach]]) -> bool:
+    breaches = acknowledged.get(row.lead_id)
+    if not breaches:
+        return False
+    deadline = datetime.fromisoformat(str(row.payload.get("deadline_at")))
+    return (row.rule, deadline) in breaches
 
 
 def _hold_for_quiet_hours(

@@ -30,7 +30,7 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.store import judgements, outbox, queries
+from worker.store import acknowledgements, judgements, outbox, queries
 from worker.store.db import plan_each_query, session_scope
 from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
@@ -180,9 +180,18 @@ def evaluate(
                 fan_out = None
             batch = _Batch(now)
             findings = queries.findings_for(session, ids)
+            acknowledged = acknowledgements.for_leads(session, ids)
             for bundle in queries.load_bundles(session, ids):
+                lead_id = bundle.lead.id
                 _evaluate_one(
-                    session, bundle, findings[bundle.lead.id], agreement, record_url, batch, summary
+                    session,
+                    bundle,
+                    findings[lead_id],
+                    agreement,
+                    record_url,
+                    batch,
+                    summary,
+                    acknowledged.get(lead_id, set()),
                 )
             judgements.save_leads(session, batch.leads)
             judgements.save_findings(session, batch.findings)
@@ -222,8 +231,10 @@ def _evaluate_one(
     record_url: str | None,
     batch: _Batch,
     summary: EvaluateSummary,
+    acknowledged: set[acknowledgements.Breach],
 ) -> None:
-    """Judge one lead into ``batch``: its bookkeeping, changed findings and notices."""
+    """Judge one lead into ``batch``: its bookkeeping, changed findings and notices (none
+    more for a breach someone ``acknowledged``)."""
     row, now = bundle.lead, batch.now
     missing, complete_since = completeness(row, agreement)
     if _owner_not_synced_yet(bundle, now):
@@ -256,6 +267,7 @@ def _evaluate_one(
         agreement.escalation,
         announced,
         _paged(session, row.id, evaluation, announced),
+        acknowledged,
     )
     batch.drafts += [(draft, row.id, team) for draft in drafts]
     for result in evaluation.rules:

@@ -44,10 +44,38 @@ class Draft:
     rule: str
     level: int
     recipient: str  # "email:<address>" or "channel:<#name>"
-    notice: Notice
     #: When the notice fell due (a warning's or escalation level's time, a repeat's), which
     #: may be long before it was found (no worker ran): a digest takes the first slot after it.
     since: datetime
+    deadline_at: datetime
+    detail: str
+    policy: str
+    facts: LeadFacts
+    team: str
+    timezone: str
+
+    @property
+    def notice(self) -> Notice:
+        """What the notice says. Built on demand: a pass drafts every notice a verdict calls
+        for, and most of them are in the outbox already (their dedup keys say so), so building
+        each one's notice up front was a quarter of an incremental pass."""
+        facts = self.facts
+        return Notice(
+            kind=self.kind,
+            rule=self.rule,
+            lead_id=facts.lead_id,
+            lead_name=facts.lead_name,
+            company=facts.company,
+            priority=facts.priority,
+            record_url=facts.record_url,
+            deadline_at=self.deadline_at,
+            detail=self.detail,
+            level=self.level,
+            policy=self.policy,
+            rep_name=facts.rep_name,
+            timezone=self.timezone,
+            team=self.team,
+        )
 
 
 def resolve_recipient(who: str, facts: LeadFacts, team: Team) -> str | None:
@@ -91,16 +119,20 @@ def drafts_for(
     escalation: EscalationPolicy,
     announced_breaches: Mapping[str, datetime | None],
     paged: Mapping[str, Collection[str]] | None = None,
+    acknowledged: Collection[tuple[str, datetime]] = (),
 ) -> list[Draft]:
     """Notifications due for one lead now.
 
     ``announced_breaches`` maps a rule to the deadline whose breach was already announced (from
     the previous findings); a rule now met late on that deadline gets a resolved notice, to the
     rep and to everyone ``paged`` about it (rule → outbox recipients the breach reached).
+    ``acknowledged``: the lead's breaches someone acknowledged, as (rule, breached deadline);
+    such a breach gets no reminder any more, at any level (no repeat, no next level), while
+    its warning and its "done, late" are as for any other.
     """
     due = [
         *_rule_notices(evaluation, escalation, announced_breaches, paged or {}),
-        *_escalation_notices(evaluation, facts),
+        *_escalation_notices(evaluation, facts, acknowledged),
     ]
     drafts = (_addressed(evaluation, facts, team, d) for d in due)
     unique = {draft.dedup_key: draft for draft in drafts if draft is not None}
@@ -134,31 +166,31 @@ def _rule_notices(
                 yield _Due(NoticeKind.RESOLVED, rule, announced, 0, 0, who, result.detail, since)
 
 
-def _escalation_notices(evaluation: LeadEvaluation, facts: LeadFacts) -> Iterator[_Due]:
-    """Every escalation level due, to each of its recipients, and each level's latest repeat:
-    the rep keeps being reminded after the manager was paged (a notice already written is
-    not written again: the dedup key holds the repeat number)."""
+def _escalation_notices(
+    evaluation: LeadEvaluation, facts: LeadFacts, acknowledged: Collection[tuple[str, datetime]]
+) -> Iterator[_Due]:
+    """Every escalation level due, to each of its recipients, as its latest occurrence: the
+    level's first notice, or once it repeats, its latest repeat — the rep keeps being reminded
+    after the manager was paged (a notice already written is not written again: the dedup key
+    holds the repeat number). Only the latest: a level whose first notice was never written
+    (the worker was not running then, or this is its first pass) says the same once, not
+    twice; its earlier occurrences are news no longer. None for a breach someone
+    acknowledged: what was sent before stays sent, nothing more is written."""
     details = {r.rule.value: r.detail for r in evaluation.rules}
     if facts.status and "early_return" in details:
         details["early_return"] += f"; reason given: {facts.status}"
     for esc in evaluation.escalations:
         rule = esc.rule.value
+        if (rule, esc.breached_at) in acknowledged:
+            continue
         detail = details.get(rule, "")
         for step in esc.steps_due:
             kind = NoticeKind.BREACH if step.level == 0 else NoticeKind.ESCALATION
             for who in step.notify:
-                yield _Due(kind, rule, esc.breached_at, step.level, 0, who, detail, step.due_at)
-                if step.repeat > 0:
-                    yield _Due(
-                        kind,
-                        rule,
-                        esc.breached_at,
-                        step.level,
-                        step.repeat,
-                        who,
-                        detail,
-                        step.last_due_at,
-                    )
+                yield _Due(
+                    kind, rule, esc.breached_at, step.level, step.repeat, who, detail,
+                    step.last_due_at,
+                )  # fmt: skip
 
 
 def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _Due) -> Draft | None:
@@ -174,22 +206,19 @@ def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _D
             extra={"lead_id": facts.lead_id},
         )
         return None
-    notice = Notice(
-        kind=due.kind,
-        rule=due.rule,
-        lead_id=facts.lead_id,
-        lead_name=facts.lead_name,
-        company=facts.company,
-        priority=facts.priority,
-        record_url=facts.record_url,
-        deadline_at=due.deadline,
-        detail=due.detail,
-        level=due.level,
-        policy=evaluation.policy,
-        rep_name=facts.rep_name,
-        timezone=team.calendar.timezone,
-        team=team.name,
-    )
     parts = (facts.lead_id, due.rule, due.deadline.isoformat(), due.kind, str(due.level))
     key = "|".join((*parts, str(due.repeat), recipient))
-    return Draft(key, due.kind, due.rule, due.level, recipient, notice, due.since)
+    return Draft(
+        key,
+        due.kind,
+        due.rule,
+        due.level,
+        recipient,
+        due.since,
+        due.deadline,
+        due.detail,
+        evaluation.policy,
+        facts,
+        team.name,
+        team.calendar.timezone,
+    )

@@ -3,10 +3,11 @@ to them alone through the command's ``response_url``, and one audit row per comm
 
 ``run(ctx, now, command)`` is what the Celery task ``worker.tasks.slack_command`` calls once
 ``sla-worker web`` has acknowledged the command; tests and tools call it without a broker. It
-reads the store, asks Slack who the user is (``users.info``, cached in the Slack user table),
-and writes only the audit (``actions``) and that cache: it never changes a lead, a finding or
-the outbox. Subcommands are a table (:data:`SUBCOMMANDS`); every answer that concerns one lead
-goes through the same permission rule (``worker.permissions``) that buttons will use.
+reads the store, asks Slack who the user is (``slack_callers.identify``: ``users.info``, cached
+in the Slack user table), and writes only the audit (``actions``) and that cache: it never
+changes a lead, a finding or the outbox. Subcommands are a table (:data:`SUBCOMMANDS`); every
+answer that concerns one lead goes through the same permission rule (``worker.permissions``,
+``slack_callers.access_to``) as the buttons (``slack_actions``).
 """
 
 from __future__ import annotations
@@ -18,25 +19,29 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.config import Team
-from worker.errors import ConfigError, SlaWorkerError
+from worker.errors import SlaWorkerError
 from worker.explain import explain_text
 from worker.leads import list_leads
-from worker.permissions import LeadAccess, lead_access
 from worker.pipeline.context import Context
+from worker.pipeline.slack_callers import (
+    Caller,
+    SlackDirectory,
+    access_to,
+    identify,
+    slack_client,
+    team_of,
+)
 from worker.slack import replies
-from worker.slack.client import SlackClient, SlackUser
 from worker.slack.messages import clip, escape
 from worker.slack.response_url import reply_ephemeral
-from worker.store import outbox
 from worker.store.actions import note_reply_failed, record_action
 from worker.store.db import session_scope
-from worker.store.models import Lead, Owner
+from worker.store.models import Lead
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +71,6 @@ class SlashCommand:
 
 
 @dataclass(frozen=True)
-class Caller:
-    """The person behind a Slack user id: their Slack profile's e-mail (None: Slack gave
-    none, so they may see nothing) and time zone."""
-
-    slack_user_id: str
-    email: str | None
-    tz: str | None
-
-
-@dataclass(frozen=True)
 class CommandAnswer:
     """The reply (mrkdwn, for the caller only) and what the audit records."""
 
@@ -86,12 +81,6 @@ class CommandAnswer:
 
     def as_dict(self) -> dict[str, object]:
         return {"outcome": self.outcome, "lead_id": self.lead_id}
-
-
-class SlackDirectory(Protocol):
-    """Who a Slack user is (``SlackClient.user_by_id``)."""
-
-    def user_by_id(self, user_id: str) -> SlackUser | None: ...
 
 
 #: Posts ``text`` to a ``response_url`` for the caller only (``reply_ephemeral``).
@@ -108,7 +97,7 @@ def run(
 ) -> CommandAnswer:
     """Answer ``command`` to its caller and audit it. A reply Slack refuses is noted in the
     audit and raised (the caller saw nothing; the Celery task is recorded as failed)."""
-    caller = identify(ctx, now, command.user_id, directory or _directory(ctx))
+    caller = identify(ctx, now, command.user_id, directory or slack_client(ctx))
     answer = answer_command(ctx, now, command, caller)
     # Audited before the reply goes out: what was decided stays on record even if the reply
     # hangs until the task is killed.
@@ -129,37 +118,6 @@ def run(
             note_reply_failed(session, action_id, str(e))
         raise
     return answer
-
-
-def _directory(ctx: Context) -> SlackDirectory:
-    slack = ctx.slack
-    if not isinstance(slack, SlackClient):
-        raise ConfigError("answering Slack commands needs the real Slack client")
-    return slack
-
-
-# -- who asked --------------------------------------------------------------------------------
-
-
-def identify(ctx: Context, now: datetime, user_id: str, directory: SlackDirectory) -> Caller:
-    """The caller's e-mail and time zone: from the Slack user table while a lookup is fresh
-    (``notifications.user_cache_for``), else from ``users.info``, remembered. A deactivated
-    user, one without an e-mail, or Slack not answering: an unknown caller, allowed nothing."""
-    ttl = ctx.agreement.config.notifications.user_cache_for
-    with session_scope(ctx.sessions) as session:
-        cached = outbox.cached_slack_user_by_id(session, user_id, now, ttl)
-        if cached is not None:
-            return Caller(user_id, cached.email, cached.tz)
-    try:
-        user = directory.user_by_id(user_id)
-    except SlaWorkerError as e:
-        log.warning("Slack did not say who %s is: %s", user_id, e)
-        return Caller(user_id, None, None)
-    if user is None or user.deleted or not user.email:
-        return Caller(user_id, None, None)
-    with session_scope(ctx.sessions) as session:
-        outbox.remember_slack_user(session, user.email, user.id, user.tz, now)
-    return Caller(user_id, user.email.lower(), user.tz)
 
 
 # -- what they asked --------------------------------------------------------------------------
@@ -202,7 +160,7 @@ def _explain(ctx: Context, now: datetime, caller: Caller, arguments: str) -> Com
         lead_id, problem = find_lead(session, arguments, agreement.config.crm.record_url)
         if lead_id is None:
             return CommandAnswer(problem, "not found")
-        access = _access_to(session, ctx, lead_id)
+        access = access_to(session, ctx, lead_id)
     if not access.allows(caller.email):
         return CommandAnswer(replies.refusal(lead_id, access.who()), "refused", lead_id)
     try:
@@ -219,7 +177,7 @@ def _mine(ctx: Context, now: datetime, caller: Caller, arguments: str) -> Comman
         # Every one of the caller's leads in worker.leads' order, to count them; listed up to
         # the reply's size.
         lines = list_leads(session, rep=caller.email, limit=sys.maxsize)
-        tz = caller.tz or _team_of(session, ctx, caller.email).calendar.timezone
+        tz = caller.tz or team_of(session, ctx, caller.email).calendar.timezone
     text = replies.mine_reply(
         lines[: replies.MAX_MINE_LISTED],
         total=len(lines),
@@ -235,22 +193,6 @@ SUBCOMMANDS: dict[str, Subcommand] = {"explain": _explain, "mine": _mine, "help"
 
 
 # -- leads and who may see them ---------------------------------------------------------------
-
-
-def _team_of(session: Session, ctx: Context, email: str) -> Team:
-    """The team of the owner with this e-mail (the first team when none is)."""
-    owner = session.scalars(select(Owner).where(func.lower(Owner.email) == email.lower())).first()
-    return ctx.agreement.team_for(email, owner.teams if owner else [])
-
-
-def _access_to(session: Session, ctx: Context, lead_id: str) -> LeadAccess:
-    lead = session.get(Lead, lead_id)
-    owner = session.get(Owner, lead.owner_id) if lead is not None and lead.owner_id else None
-    admins = ctx.agreement.config.slack.admins
-    if owner is None or not owner.email:
-        return lead_access(None, None, None, admins)
-    team = ctx.agreement.team_for(owner.email, owner.teams)
-    return lead_access(owner.email, owner.display_name, team.manager, admins)
 
 
 #: Slack's markup around what a user typed when the command escapes links and e-mails

@@ -3,7 +3,13 @@
 Every piece of CRM text goes through :func:`escape` before it enters mrkdwn, so a lead named
 ``<!channel>`` cannot ping a channel; links are built only from the configured record URL.
 Limits relied on (docs.slack.dev/reference/block-kit/blocks): at most 50 blocks per message,
-section text at most 3,000 characters; fallback ``text`` kept under 4,000 characters.
+section text at most 3,000 characters; fallback ``text`` kept under 4,000 characters; a
+button's text at most 75 characters, its ``value`` at most 2,000
+(docs.slack.dev/reference/block-kit/block-elements/button-element).
+
+A digest line about an overdue lead carries an *Acknowledge* button (``action_id``
+:data:`ACKNOWLEDGE`, ``value`` the breach reference, ``notices.breach_reference``); when it is
+clicked, :func:`with_acknowledgement` is the same message with that line acknowledged.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.notices import OVERDUE, Notice, NoticeKind
+from worker.notices import OVERDUE, Notice, NoticeKind, breach_reference
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -32,7 +38,19 @@ _ICONS = {
     NoticeKind.ESCALATION: ":rotating_light:",
     NoticeKind.RECYCLED: ":recycle:",
     NoticeKind.RESOLVED: ":white_check_mark:",
+    NoticeKind.ACKNOWLEDGED: ":ballot_box_with_check:",
 }
+
+#: The ``action_id`` of a digest line's *Acknowledge* button (``worker.web`` listens for it).
+ACKNOWLEDGE = "acknowledge"
+#: A button's ``value`` may hold 2,000 characters; a longer breach reference gets no button.
+MAX_BUTTON_VALUE = 2000
+#: What a line with a button adds to a message's size: the button's label and value now (a
+#: breach reference is about 50 characters), the "Acknowledged by …" note that replaces it
+#: later (:func:`with_acknowledgement`; a name is cut at :data:`MAX_NAME_CHARS`).
+BUTTON_CHARS = 120
+#: Names in an acknowledgement note are cut to this (a Slack real name can be long).
+MAX_NAME_CHARS = 80
 
 
 #: CRM text (a name, a company) longer than this is cut in messages: one runaway value must not
@@ -92,6 +110,9 @@ def _headline(notice: Notice) -> str:
         return f"{title}: done, late"
     if notice.kind == NoticeKind.RECYCLED:
         return title
+    if notice.kind == NoticeKind.ACKNOWLEDGED:
+        by = escape(clip(notice.acknowledged_by or "someone", MAX_NAME_CHARS))
+        return f"{title} overdue, acknowledged by {by}"
     if notice.rule == "early_return":
         # Not a missed deadline but a lead handed back too soon: say that.
         what = "returned to marketing too early"
@@ -107,6 +128,8 @@ def _when(notice: Notice) -> str:
         return f"due {when}"
     if notice.kind == NoticeKind.RECYCLED:
         return f"recycled {when}"
+    if notice.kind == NoticeKind.ACKNOWLEDGED and notice.acknowledged_at is not None:
+        return f"acknowledged {format_local(notice.acknowledged_at, notice.timezone)}"
     return f"deadline was {when}"
 
 
@@ -114,6 +137,9 @@ def _line(notice: Notice) -> str:
     icon = _ICONS.get(notice.kind, "")
     parts = [f"{icon} {_headline(notice)}: {_lead_label(notice, link=True)}"]
     facts = [_when(notice)]
+    if notice.kind == NoticeKind.ACKNOWLEDGED:
+        # Read on a phone: who and when is the news; the rest the rep was told before.
+        return "\n".join((*parts, *facts))
     if notice.priority:
         facts.append(f"priority {escape(clip(notice.priority))}")
     if notice.detail:
@@ -202,6 +228,7 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
         "due soon": sum(1 for n in notices if n.kind == NoticeKind.WARNING),
         "resolved": sum(1 for n in notices if n.kind == NoticeKind.RESOLVED),
         "recycled to marketing": sum(1 for n in notices if n.kind == NoticeKind.RECYCLED),
+        "acknowledged": sum(1 for n in notices if n.kind == NoticeKind.ACKNOWLEDGED),
     }
     summary_bits = [f"{count} {what}" for what, count in counts.items() if count]
     summary = f"{len(notices)} leads need attention: " + ", ".join(summary_bits)
@@ -271,24 +298,29 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
         f"{'lead' if leads == 1 else 'leads'} across {len(reps)} "
         f"{'rep' if len(reps) == 1 else 'reps'}"
     )
-    # Full lines (with link, priority, detail) while they fit in one message; a manager
-    # with many overdue leads gets compact lines first, and parts only when even those
+    # Full lines (with link, priority, detail), each a section with its Acknowledge button,
+    # while they fit in one message; a manager with many overdue leads gets compact lines
+    # first (grouped per rep, no buttons: a button needs a section of its own, and a section
+    # per lead would split a long digest into many parts), and parts only when even those
     # do not fit (then nothing is left out).
-    sections = _digest_sections(reps, by_rep, _digest_line)
-    if sum(len(text) for text, _ in sections) > MAX_MESSAGE_CHARS - 600:
+    sections = _line_sections(reps, by_rep)
+    if sum(section.size for section in sections) > MAX_MESSAGE_CHARS - 600:
         sections = _digest_sections(reps, by_rep, _compact_digest_line)
+        counts += " · _a compact list: too many leads for Acknowledge buttons_"
     note = _undeliverable_note(notices)
-    parts: list[list[tuple[str, list[int]]]] = [[]]
+    parts: list[list[_Section]] = [[]]
     size = 0
     budget_blocks = MAX_BLOCKS - 3  # title, counts and an optional note
-    for text, carries in sections:
+    for section in sections:
         if parts[-1] and (
-            len(parts[-1]) >= budget_blocks or size + len(text) > MAX_MESSAGE_CHARS - 600
+            len(parts[-1]) >= budget_blocks or size + section.size > MAX_MESSAGE_CHARS - 600
         ):
-            parts.append([])
-            size = 0
-        parts[-1].append((text, carries))
-        size += len(text)
+            # A rep's heading goes with the rep's first lead into the next part.
+            heading = [parts[-1].pop()] if len(parts[-1]) > 1 and parts[-1][-1].heading else []
+            parts.append(heading)
+            size = sum(s.size for s in heading)
+        parts[-1].append(section)
+        size += section.size
     rendered = []
     for number, part in enumerate(parts, start=1):
         suffix = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
@@ -298,9 +330,9 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
         ]
         if note and number == 1:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-        blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t, _ in part]
+        blocks += [section.block() for section in part]
         message = SlackMessage(text=f"{title}{suffix}.", blocks=blocks)
-        carried = [original for _, carries in part for p in carries for original in stands_for[p]]
+        carried = [i for section in part for p in section.carries for i in stands_for[p]]
         rendered.append(DigestPart(message, carried))
     return rendered
 
@@ -319,14 +351,64 @@ def _distinct(notices: Sequence[Notice]) -> tuple[list[Notice], list[list[int]]]
     return list(index), stands_for
 
 
+@dataclass(frozen=True)
+class _Section:
+    """One section of a digest: its mrkdwn, the positions of the notices it lists, and the
+    breach its *Acknowledge* button acknowledges (None: no button)."""
+
+    text: str
+    carries: list[int]
+    acknowledges: str | None = None
+    #: A rep's heading, kept with the rep's first line when the digest is split.
+    heading: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.text) + (BUTTON_CHARS if self.acknowledges else 0)
+
+    def block(self) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": self.text}}
+        if self.acknowledges:
+            block["accessory"] = acknowledge_button(self.acknowledges)
+        return block
+
+
+def acknowledge_button(reference: str) -> dict[str, Any]:
+    """The *Acknowledge* button of a digest line about the breach ``reference``."""
+    return {
+        "type": "button",
+        "action_id": ACKNOWLEDGE,
+        "text": {"type": "plain_text", "text": "Acknowledge"},
+        "value": reference,
+    }
+
+
+def _line_sections(
+    reps: Sequence[str], by_rep: dict[str, list[tuple[int, Notice]]]
+) -> list[_Section]:
+    """Per rep a heading, then each lead's full line in a section of its own, with an
+    *Acknowledge* button when it announces a breach."""
+    sections: list[_Section] = []
+    for rep in reps:
+        items = by_rep[rep]
+        sections.append(_Section(f"*{escape(clip(rep))}*: {len(items)} overdue", [], heading=True))
+        for position, notice in items:
+            reference = breach_reference(notice.lead_id, notice.rule, notice.deadline_at)
+            button = notice.kind in OVERDUE and len(reference) <= MAX_BUTTON_VALUE
+            sections.append(
+                _Section(_digest_line(notice), [position], reference if button else None)
+            )
+    return sections
+
+
 def _digest_sections(
     reps: Sequence[str],
     by_rep: dict[str, list[tuple[int, Notice]]],
     line_of: Callable[[Notice], str],
-) -> list[tuple[str, list[int]]]:
+) -> list[_Section]:
     """Per rep a heading and one line per lead, cut into sections Slack accepts; each section
     with the positions of the notices it lists."""
-    sections: list[tuple[str, list[int]]] = []
+    sections: list[_Section] = []
     for rep in reps:
         items = by_rep[rep]
         heading = f"*{escape(clip(rep))}*"
@@ -336,13 +418,13 @@ def _digest_sections(
         for position, notice in items:
             line = line_of(notice)
             if size + len(line) + 1 > MAX_SECTION_CHARS:
-                sections.append(("\n".join(lines), carries))
+                sections.append(_Section("\n".join(lines), carries))
                 lines, carries = [f"{heading} (continued)"], []
                 size = len(lines[0])
             lines.append(line)
             carries.append(position)
             size += len(line) + 1
-        sections.append(("\n".join(lines), carries))
+        sections.append(_Section("\n".join(lines), carries))
     return sections
 
 
@@ -374,6 +456,39 @@ def _digest_line(notice: Notice) -> str:
     return " · ".join(bits)
 
 
+def acknowledgement_note(by: str, at: datetime, timezone: str) -> str:
+    """What a digest line says once its breach is acknowledged, in place of its button."""
+    who = escape(clip(" ".join(by.split()), MAX_NAME_CHARS))
+    return f"{_ICONS[NoticeKind.ACKNOWLEDGED]} Acknowledged by {who}, {format_local(at, timezone)}"
+
+
+def with_acknowledgement(
+    blocks: Sequence[Mapping[str, Any]], reference: str, note: str
+) -> list[dict[str, Any]] | None:
+    """A digest's blocks (as Slack returned them with a click) with every line about the
+    breach ``reference`` acknowledged: its button gone, ``note`` under its text. None when
+    no line has that button (the message changed, or it is not a digest). Slack's
+    ``block_id`` s are left out: an updated message takes new ones (docs.slack.dev/reference/
+    block-kit/blocks: "If a message is updated, use a new block_id")."""
+    changed = False
+    out: list[dict[str, Any]] = []
+    for original in blocks:
+        block = {k: v for k, v in original.items() if k != "block_id"}
+        accessory = block.get("accessory") or {}
+        if (
+            block.get("type") == "section"
+            and accessory.get("action_id") == ACKNOWLEDGE
+            and accessory.get("value") == reference
+        ):
+            text = dict(block.get("text") or {"type": "mrkdwn", "text": ""})
+            text["text"] = f"{text.get('text', '')}\n{note}"[:MAX_SECTION_CHARS]
+            out.append({k: v for k, v in block.items() if k != "accessory"} | {"text": text})
+            changed = True
+        else:
+            out.append(block)
+    return out if changed else None
+
+
 def as_plain_text(message: SlackMessage) -> str:
     """The message as a person reads it in Slack: links shown as their label, entities decoded.
 
@@ -382,7 +497,8 @@ def as_plain_text(message: SlackMessage) -> str:
     lines: list[str] = []
     for block in message.blocks:
         if block.get("type") == "section":
-            lines.append(_read(block["text"]["text"]))
+            button = (block.get("accessory") or {}).get("text", {}).get("text")
+            lines.append(_read(block["text"]["text"]) + (f"  [{button}]" if button else ""))
         elif block.get("type") == "context":
             lines.append("  " + " ".join(_read(e.get("text", "")) for e in block["elements"]))
         elif block.get("type") == "header":

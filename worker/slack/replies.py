@@ -31,8 +31,25 @@ def usage(problem: str | None = None) -> str:
     return f"{escape(problem)}\n\n{USAGE}" if problem else USAGE
 
 
-def refusal(lead_id: str, who: str) -> str:
-    return f"You may not see lead {escape(lead_id)}: only {escape(who)} may."
+def refusal(lead_id: str, who: str, doing: str = "see") -> str:
+    """``You may not <doing> lead 1001: only <who> may.``"""
+    return f"You may not {doing} lead {escape(lead_id)}: only {escape(who)} may."
+
+
+def already_acknowledged(lead_name: str, by: str, at: str) -> str:
+    """The answer to a click on a breach someone acknowledged before (``at`` formatted)."""
+    return (
+        f"*{escape(clip(lead_name))}*: this breach was already acknowledged by "
+        f"{escape(clip(by, 80))} at {at}. Nothing changed."
+    )
+
+
+def not_current(lead_name: str, rule_title: str) -> str:
+    """The answer to a click on a breach that is over (touched since, deadline moved)."""
+    return (
+        f"*{escape(clip(lead_name))}*: this {escape(rule_title.lower())} breach is no longer "
+        "open (the lead was touched since, or its deadline changed): nothing to acknowledge."
+    )
 
 
 def explain_reply(lead_id: str, timeline: str) -> str:

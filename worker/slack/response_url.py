@@ -28,13 +28,22 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…"
 
 
-def reply_ephemeral(response_url: str, text: str, *, timeout: int = 10) -> None:
-    """Post ``text`` (mrkdwn) to the person behind ``response_url``, visible to them only."""
+def reply_ephemeral(
+    response_url: str, text: str, *, timeout: int = 10, beside_message: bool = False
+) -> None:
+    """Post ``text`` (mrkdwn) to the person behind ``response_url``, visible to them only.
+    ``beside_message``: the URL came with a click on a message, which stays as it is
+    (``replace_original: false``; without it, an answer to a button replaces the message the
+    button is on for everyone: howdyai/botkit#446)."""
     if urlsplit(response_url).scheme not in ("https", "http"):
         raise PermanentError("response_url is not an http(s) URL", code="invalid_url")
     client = WebhookClient(response_url, timeout=timeout)
     try:
-        response = client.send(text=text, response_type="ephemeral")
+        response = client.send(
+            text=text,
+            response_type="ephemeral",
+            replace_original=False if beside_message else None,
+        )
     except (OSError, HTTPException) as e:
         raise TransientError(
             f"reply to {_where(response_url)}: {type(e).__name__}", code=type(e).__name__

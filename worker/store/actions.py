@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.store.models import Action
@@ -46,3 +47,11 @@ def note_reply_failed(session: Session, action_id: int, reason: str) -> None:
     row = session.get(Action, action_id)
     if row is not None:
         row.outcome = f"{row.outcome}; reply failed: {reason}"
+
+
+def of_lead(session: Session, lead_id: str, limit: int = 50) -> list[Action]:
+    """The latest ``limit`` actions about a lead, oldest first (for ``explain``)."""
+    latest = session.scalars(
+        select(Action).where(Action.lead_id == lead_id).order_by(Action.id.desc()).limit(limit)
+    ).all()
+    return list(reversed(latest))

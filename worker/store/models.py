@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -300,6 +301,8 @@ class SlackUserCache(Base):
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     user_id: Mapped[str | None] = mapped_column(String(64))  # None: Slack knows no such user
     tz: Mapped[str | None] = mapped_column(String(64))
+    #: The real name on the Slack profile (what an acknowledgement says); None before 0014.
+    name: Mapped[str | None] = mapped_column(String(200))
     looked_up_at: Mapped[datetime]
 
 
@@ -385,4 +388,31 @@ class Action(Base):
     #: ``answered``, ``refused``, ``not found``, ``usage`` … with the reason when there is one.
     outcome: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_actions_at", "at"),)
+    __table_args__ = (
+        Index("ix_actions_at", "at"),
+        # A lead's actions, for ``explain``.
+        Index("ix_actions_lead_id", "lead_id"),
+    )
+
+
+class Acknowledgement(Base):
+    """A breach someone acknowledged from Slack (a digest's *Acknowledge* button): no repeat
+    and no further escalation level of it is sent. One breach is (lead, rule, breached
+    deadline), as the outbox's dedup keys start; acknowledged once, by the first to click."""
+
+    __tablename__ = "acknowledgements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(40))
+    deadline_at: Mapped[datetime]
+    #: The Slack profile's e-mail of who clicked (permissions were checked against it).
+    by_email: Mapped[str] = mapped_column(String(320))
+    by_slack_user_id: Mapped[str] = mapped_column(String(64))
+    #: Their Slack real name (the e-mail when Slack gave none): what messages say.
+    by_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "rule", "deadline_at", name="uq_acknowledgements_breach"),
+    )

@@ -4,7 +4,9 @@ status, the Slack user cache and the thread memory.
 A stage hands the outbox :class:`Envelope` s; a deliver pass claims rows per recipient under its
 holder name and moves each claimed row on with exactly one transition (:func:`mark_sent`,
 :func:`reschedule`, :func:`release`, :func:`supersede`, :func:`reroute`, :func:`fail`), renewing
-its claims while it works (:func:`renew`). Each transition is one conditional UPDATE that touches
+its claims while it works (:func:`renew`). One transition moves rows nobody holds: an
+acknowledged breach's pending reminders are superseded (:func:`cancel_acknowledged`). Each
+transition is one conditional UPDATE that touches
 only rows this holder still holds and sets every other field of the row consistently, so no
 stage writes an outbox field by hand, and a pass whose claim ran out and was taken over can
 change nothing. Inserts ignore a known dedup
@@ -24,6 +26,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, aliased
 
+from worker.notices import breach_reference
 from worker.sla import RuleState
 from worker.store.db import insert_missing
 from worker.store.models import (
@@ -44,7 +47,7 @@ class Status(StrEnum):
     SENT = "sent"  # Slack accepted it
     FAILED = "failed"  # undeliverable, nobody to fall back to
     REROUTED = "rerouted"  # undeliverable here; a fallback row took over
-    SUPERSEDED = "superseded"  # no longer true when it could be sent: not sent
+    SUPERSEDED = "superseded"  # no longer true or wanted when it could be sent: not sent
 
 
 #: Rows whose sending is over, one way or another.
@@ -313,6 +316,34 @@ def supersede(session: Session, ids: Sequence[int], holder: str, reason: str) ->
     return _move(session, ids, holder, status=Status.SUPERSEDED, last_error=reason)
 
 
+def cancel_acknowledged(
+    session: Session,
+    lead_id: str,
+    rule: str,
+    deadline_at: datetime,
+    kinds: Iterable[str],
+    reason: str,
+) -> int:
+    """Someone acknowledged this breach: its reminders of ``kinds`` (breach, escalation) not
+    yet sent are superseded with ``reason``, never sent. Only rows still pending: a row a
+    deliver pass holds is on its way (its transition is the pass's), and one sent stays sent.
+    Returns how many were cancelled."""
+    prefix = f"{breach_reference(lead_id, rule, deadline_at)}|"
+    result = session.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.lead_id == lead_id,
+            OutboxRow.rule == rule,
+            OutboxRow.dedup_key.startswith(prefix, autoescape=True),
+            OutboxRow.kind.in_(list(kinds)),
+            OutboxRow.status == Status.PENDING,
+        )
+        .values(status=Status.SUPERSEDED, last_error=reason, leased_until=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def fail(session: Session, ids: Sequence[int], holder: str, error: str) -> int:
     """Undeliverable and nobody to fall back to: failed for good, with the error kept."""
     return _move(session, ids, holder, status=Status.FAILED, last_error=error)
@@ -374,14 +405,22 @@ def cached_slack_user_by_id(
 
 
 def remember_slack_user(
-    session: Session, email: str, user_id: str | None, tz: str | None, now: datetime
+    session: Session,
+    email: str,
+    user_id: str | None,
+    tz: str | None,
+    now: datetime,
+    name: str | None = None,
 ) -> None:
     key = email.lower()
-    insert_missing(session, SlackUserCache, email=key, user_id=user_id, tz=tz, looked_up_at=now)
+    insert_missing(
+        session, SlackUserCache, email=key, user_id=user_id, tz=tz, name=name, looked_up_at=now
+    )
     row = session.get(SlackUserCache, key)
     assert row is not None  # inserted above, or there already
     row.user_id = user_id
     row.tz = tz
+    row.name = name
     row.looked_up_at = now
 
 

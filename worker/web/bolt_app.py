@@ -5,7 +5,8 @@ an answer) and hands the request over (``handoff``), which queues the real work.
 verified by bolt's ``RequestVerification`` middleware, which runs before every listener: a bad
 ``X-Slack-Signature`` or an ``X-Slack-Request-Timestamp`` more than five minutes off gets 401
 and reaches no listener. Buttons (``block_actions``) are added the same way as the command:
-``_acknowledge_then(app.action("<action_id>"), parse, submit)``.
+``_acknowledge_then(app.action("<action_id>"), parse, submit)``; the *Acknowledge* button of
+a digest line (``messages.ACKNOWLEDGE``) is.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from worker.errors import ConfigError, SlaWorkerError
+from worker.pipeline.slack_actions import BlockAction
 from worker.pipeline.slack_commands import SlashCommand
 from worker.settings import Settings
+from worker.slack.messages import ACKNOWLEDGE
 from worker.slack.replies import COMMAND
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,11 @@ _Request = TypeVar("_Request")
 Register = Callable[[Callable[..., None]], Any]
 
 
-def make_bolt_app(settings: Settings, submit_command: Callable[[SlashCommand], None]) -> App:
+def make_bolt_app(
+    settings: Settings,
+    submit_command: Callable[[SlashCommand], None],
+    submit_action: Callable[[BlockAction], None],
+) -> App:
     """The app for one workspace (no OAuth): the bot token is checked now (``auth.test``)."""
     if not settings.slack_signing_secret:
         raise ConfigError(
@@ -58,6 +65,7 @@ def make_bolt_app(settings: Settings, submit_command: Callable[[SlashCommand], N
             f"Slack did not answer at start ({settings.slack_api_url}): {type(e).__name__}"
         ) from None
     _acknowledge_then(app.command(COMMAND), SlashCommand.from_payload, submit_command)
+    _acknowledge_then(app.action(ACKNOWLEDGE), BlockAction.from_payload, submit_action)
     return app
 
 
