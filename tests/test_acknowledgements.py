@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from tests.e2e.slack_fixtures import EpochClock, running_fake_slack
+from tests.notice_factory import maria_notice
 from worker.config import Team
 from worker.fakes.slack import FakeSlack
 from worker.notices import BreachRef, Notice, NoticeKind, breach_reference
@@ -143,22 +144,9 @@ def test_a_breach_reference_reads_back_and_anything_else_is_refused() -> None:
 
 # -- the digest's buttons ----------------------------------------------------------------------
 def _notice(**overrides: Any) -> Notice:
-    base = Notice(
-        kind=ESCALATION,
-        rule="first_touch",
-        lead_id="42",
-        lead_name="Maria Lopez",
-        company="Nordwind Logistik GmbH",
-        priority="HIGH",
-        record_url="https://app.hubspot.com/contacts/1/record/0-1/42",
-        deadline_at=DEADLINE,
-        detail="no touch before the deadline",
-        level=1,
-        policy="hot",
-        rep_name="Lena Fischer",
-        timezone="Europe/Berlin",
-    )
-    return replace(base, **overrides)
+    """An escalation to the manager (level 1), as digest lines are."""
+    escalation = {"kind": ESCALATION, "level": 1, "detail": "no touch before the deadline"}
+    return maria_notice(**{"deadline_at": DEADLINE, **escalation, **overrides})
 
 
 def _buttons(blocks: list[dict[str, Any]]) -> list[str]:

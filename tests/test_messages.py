@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from tests.notice_factory import maria_notice
 from worker.notices import Notice, NoticeKind
 from worker.slack.messages import (
     MAX_BLOCKS,
@@ -21,23 +22,8 @@ BREACH, ESCALATION, WARNING = NoticeKind.BREACH, NoticeKind.ESCALATION, NoticeKi
 DEADLINE = datetime(2026, 11, 27, 14, 30, tzinfo=UTC)  # Friday 15:30 in Berlin
 
 
-def _notice(**overrides: object) -> Notice:
-    base = Notice(
-        kind=BREACH,
-        rule="first_touch",
-        lead_id="42",
-        lead_name="Maria Lopez",
-        company="Nordwind Logistik GmbH",
-        priority="HIGH",
-        record_url="https://app.hubspot.com/contacts/1/record/0-1/42",
-        deadline_at=DEADLINE,
-        detail="no touch yet",
-        level=0,
-        policy="hot",
-        rep_name="Lena Fischer",
-        timezone="Europe/Berlin",
-    )
-    return replace(base, **overrides)  # type: ignore[arg-type]
+def _notice(**overrides: Any) -> Notice:
+    return maria_notice(**{"deadline_at": DEADLINE, **overrides})
 
 
 def test_escape_neutralises_slack_control_sequences() -> None:
