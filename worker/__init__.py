@@ -49,11 +49,15 @@ post, Slack message
     and fallback text (``slack.messages.SlackMessage``).
 command, action
     What a person asks the worker from Slack: a slash command (``/sla explain``) or a button
-    (*Acknowledge*). Answered to that person alone, allowed by ``permissions``, audited
-    (``Action``).
+    (*Acknowledge*, *Snooze*, *Logged a touch*). Answered to that person alone, allowed by
+    ``permissions``, audited (``Action``).
 acknowledgement
     A breach (lead, rule, breached deadline) someone acknowledged from a digest's button
     (``models.Acknowledgement``): no repeat and no further level of it is sent.
+snooze
+    A breach or warning whose reminders to the rep (level 0) someone held back until a time
+    from a reminder's button (``models.Snooze``), bounded by ``slack.max_snooze``; the levels
+    above the rep are never held back.
 stage, summary, context
     A stage is ``run(ctx, now) -> Summary`` (sync, evaluate, deliver, recycle, report, prune);
     the context is what ``open_context`` builds once: settings, agreement, store, clients.

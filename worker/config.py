@@ -591,6 +591,16 @@ class SlackConfig(_Strict):
     #: Slack users (by the e-mail of their Slack profile) who may act on any lead, besides the
     #: lead's owner and the manager of the owner's team.
     admins: list[Annotated[str, AfterValidator(_email)]] = Field(default_factory=list)
+    #: The longest a rep reminder's *Snooze* may hold the rep's reminders back (wall time);
+    #: a snooze ends at the time chosen or this long after the click, whichever is first.
+    max_snooze: WallDuration = timedelta(days=1)
+
+    @field_validator("max_snooze")
+    @classmethod
+    def _positive_snooze(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"{value} is not a duration above zero, like 4h or 1d")
+        return value
 
 
 def _default_escalation() -> list[EscalationLevelConfig]:

@@ -2,8 +2,8 @@
 
 Reads the stored lead, its touches and status history, and asks the engine to narrate them
 at the current time; then what people did about the lead from Slack: the breaches they
-acknowledged and every command and button (the ``actions`` audit). Read-only: it changes
-nothing in the store or the CRM.
+acknowledged, the reminders they snoozed, and every command and button (the ``actions``
+audit). Read-only: it changes nothing in the store or the CRM.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.evaluate import engine_inputs
 from worker.sla import explain_lead, select_policy
 from worker.slack.messages import format_local
-from worker.store import acknowledgements, actions, queries
+from worker.store import acknowledgements, actions, queries, snoozes
 from worker.store.db import session_scope
 from worker.store.models import Owner
 
@@ -38,6 +38,7 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
         policy = select_policy(lead, agreement.policies)
         names = {o.id: o.display_name for o in session.scalars(select(Owner)).all()}
         acknowledged = acknowledgements.of_lead(session, lead_id)
+        snoozed = snoozes.of_lead(session, lead_id)
         audit = actions.of_lead(session, lead_id)
         entries = explain_lead(
             lead,
@@ -63,6 +64,14 @@ def explain_text(ctx: Context, lead_id: str, now: datetime) -> str:
             f"{format_local(a.deadline_at, tz)}) acknowledged by {a.by_name} ({a.by_email}): "
             "no more reminders of it"
             for a in acknowledged
+        ]
+    if snoozed:
+        lines += ["", "Snoozed from Slack (reminders to the rep only):"]
+        lines += [
+            f"{format_local(z.at, tz):>24}  {rule_title(z.rule).lower()} reminders (deadline "
+            f"{format_local(z.deadline_at, tz)}) snoozed by {z.by_name} ({z.by_email}) until "
+            f"{format_local(z.until, tz)}"
+            for z in snoozed
         ]
     if audit:
         lines += ["", "From Slack (who, what, outcome):"]

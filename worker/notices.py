@@ -27,6 +27,9 @@ class NoticeKind(StrEnum):
 
 #: Kinds that announce a breach (to the rep or up the escalation ladder).
 OVERDUE = frozenset({NoticeKind.BREACH, NoticeKind.ESCALATION})
+#: Kinds of a reminder to the rep that a *Snooze* holds back (at level 0: a warning, a breach
+#: and its repeats).
+SNOOZABLE = frozenset({NoticeKind.WARNING, NoticeKind.BREACH})
 
 
 def breach_reference(lead_id: str, rule: str, deadline_at: datetime) -> str:

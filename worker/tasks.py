@@ -107,7 +107,8 @@ def slack_command(
 
 @app.task(name="worker.tasks.slack_action")  # type: ignore[untyped-decorator]
 def slack_action(**action: Any) -> dict[str, object]:
-    """Carry out a button click that ``sla-worker web`` acknowledged (*Acknowledge*)."""
+    """Carry out a button click that ``sla-worker web`` acknowledged (*Acknowledge*,
+    *Snooze*, *Logged a touch*)."""
     from worker.pipeline import slack_actions
 
     ctx = _ctx()

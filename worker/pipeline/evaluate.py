@@ -30,7 +30,7 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.store import acknowledgements, judgements, outbox, queries
+from worker.store import acknowledgements, judgements, outbox, queries, snoozes
 from worker.store.db import plan_each_query, session_scope
 from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
@@ -181,6 +181,7 @@ def evaluate(
             batch = _Batch(now)
             findings = queries.findings_for(session, ids)
             acknowledged = acknowledgements.for_leads(session, ids)
+            snoozed = snoozes.for_leads(session, ids)
             for bundle in queries.load_bundles(session, ids):
                 lead_id = bundle.lead.id
                 _evaluate_one(
@@ -192,6 +193,7 @@ def evaluate(
                     batch,
                     summary,
                     acknowledged.get(lead_id, set()),
+                    snoozed.get(lead_id, {}),
                 )
             judgements.save_leads(session, batch.leads)
             judgements.save_findings(session, batch.findings)
@@ -232,9 +234,10 @@ def _evaluate_one(
     batch: _Batch,
     summary: EvaluateSummary,
     acknowledged: set[acknowledgements.Breach],
+    snoozed: dict[snoozes.Breach, datetime],
 ) -> None:
     """Judge one lead into ``batch``: its bookkeeping, changed findings and notices (none
-    more for a breach someone ``acknowledged``)."""
+    more for a breach someone ``acknowledged``, no reminder to the rep inside a snooze)."""
     row, now = bundle.lead, batch.now
     missing, complete_since = completeness(row, agreement)
     if _owner_not_synced_yet(bundle, now):
@@ -268,6 +271,7 @@ def _evaluate_one(
         announced,
         _paged(session, row.id, evaluation, announced),
         acknowledged,
+        snoozed,
     )
     batch.drafts += [(draft, row.id, team) for draft in drafts]
     for result in evaluation.rules:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from worker.config import Team
-from worker.notices import Notice, NoticeKind
+from worker.notices import SNOOZABLE, Notice, NoticeKind
 from worker.sla import EscalationPolicy, LeadEvaluation, RuleState
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def drafts_for(
     announced_breaches: Mapping[str, datetime | None],
     paged: Mapping[str, Collection[str]] | None = None,
     acknowledged: Collection[tuple[str, datetime]] = (),
+    snoozed: Mapping[tuple[str, datetime], datetime] | None = None,
 ) -> list[Draft]:
     """Notifications due for one lead now.
 
@@ -129,11 +130,17 @@ def drafts_for(
     ``acknowledged``: the lead's breaches someone acknowledged, as (rule, breached deadline);
     such a breach gets no reminder any more, at any level (no repeat, no next level), while
     its warning and its "done, late" are as for any other.
+    ``snoozed``: the lead's breaches whose reminders to the rep someone snoozed, as (rule,
+    deadline) → until when; a level-0 warning or breach reminder of one that falls due before
+    then is not drafted (the snooze enqueued the reminder that returns at its end). Levels
+    above the rep and "done, late" are not affected.
     """
     due = [
         *_rule_notices(evaluation, escalation, announced_breaches, paged or {}),
         *_escalation_notices(evaluation, facts, acknowledged),
     ]
+    if snoozed:
+        due = [d for d in due if not _snoozed(d, snoozed)]
     drafts = (_addressed(evaluation, facts, team, d) for d in due)
     unique = {draft.dedup_key: draft for draft in drafts if draft is not None}
     return list(unique.values())
@@ -191,6 +198,14 @@ def _escalation_notices(
                     kind, rule, esc.breached_at, step.level, step.repeat, who, detail,
                     step.last_due_at,
                 )  # fmt: skip
+
+
+def _snoozed(due: _Due, snoozed: Mapping[tuple[str, datetime], datetime]) -> bool:
+    """Whether ``due`` is a reminder to the rep that falls due inside a snooze of its breach."""
+    if due.level != 0 or due.kind not in SNOOZABLE:
+        return False
+    until = snoozed.get((due.rule, due.deadline))
+    return until is not None and due.since < until
 
 
 def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _Due) -> Draft | None:

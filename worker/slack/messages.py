@@ -9,7 +9,11 @@ button's text at most 75 characters, its ``value`` at most 2,000
 
 A digest line about an overdue lead carries an *Acknowledge* button (``action_id``
 :data:`ACKNOWLEDGE`, ``value`` the breach reference, ``notices.breach_reference``); when it is
-clicked, :func:`with_acknowledgement` is the same message with that line acknowledged.
+clicked, :func:`with_acknowledgement` is the same message with that line acknowledged. A rep
+reminder's warning or breach carries *Logged a touch* and *Snooze* buttons (:data:`TOUCHED`,
+:data:`SNOOZE_1H`, :data:`SNOOZE_TOMORROW`, same ``value``) in an actions block under its line;
+once one has done its work, :func:`with_reminder_note` is the message with those buttons
+replaced by what was done.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.notices import OVERDUE, Notice, NoticeKind, breach_reference
+from worker.notices import OVERDUE, SNOOZABLE, Notice, NoticeKind, breach_reference
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -49,6 +53,18 @@ MAX_BUTTON_VALUE = 2000
 #: breach reference is about 50 characters), the "Acknowledged by …" note that replaces it
 #: later (:func:`with_acknowledgement`; a name is cut at :data:`MAX_NAME_CHARS`).
 BUTTON_CHARS = 120
+#: The ``action_id`` s of a rep reminder's *Snooze* buttons: for an hour (moved into working
+#: hours), or until the next business day's opening.
+SNOOZE_1H = "snooze_1h"
+SNOOZE_TOMORROW = "snooze_tomorrow"
+SNOOZES = (SNOOZE_1H, SNOOZE_TOMORROW)
+#: The ``action_id`` of a rep reminder's *Logged a touch* button.
+TOUCHED = "touched"
+#: A rep reminder's buttons under a lead's line, in one actions block.
+REMINDER_BUTTONS = (*SNOOZES, TOUCHED)
+#: What an actions block with a reminder's buttons adds to a message's size (three labels and
+#: breach references, the JSON around them), or the "Snoozed until …" note that replaces it.
+CONTROLS_CHARS = 400
 #: Names in an acknowledgement note are cut to this (a Slack real name can be long).
 MAX_NAME_CHARS = 80
 
@@ -195,6 +211,9 @@ def _render_single(notice: Notice) -> SlackMessage:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _line(notice)}}
     ]
+    controls = _reminder_buttons_of(notice)
+    if controls is not None:
+        blocks.append(controls)
     note = _undeliverable_note([notice])
     if note:
         blocks.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
@@ -238,8 +257,17 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     note = _undeliverable_note(notices)
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    for line in lines_shown:
+    # A reminder's buttons under each line while the message has room for them (blocks and
+    # size); a long list's last lines have none (each lead's own later reminder has them).
+    closing = 1 if len(notices) > len(shown) else 0
+    room = MAX_BLOCKS - len(blocks) - len(lines_shown) - closing
+    for line, notice in zip(lines_shown, shown, strict=True):
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
+        controls = _reminder_buttons_of(notice)
+        if controls is not None and room > 0 and size + CONTROLS_CHARS <= MAX_MESSAGE_CHARS - 500:
+            blocks.append(controls)
+            room -= 1
+            size += CONTROLS_CHARS
     if len(notices) > len(shown):
         blocks.append(
             {
@@ -383,6 +411,43 @@ def acknowledge_button(reference: str) -> dict[str, Any]:
     }
 
 
+def reminder_buttons(reference: str) -> dict[str, Any]:
+    """The buttons of a rep reminder's line about the breach ``reference``: *Logged a touch*,
+    *Snooze 1 h*, *Snooze until tomorrow*."""
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": TOUCHED,
+                "text": {"type": "plain_text", "text": "Logged a touch"},
+                "value": reference,
+            },
+            {
+                "type": "button",
+                "action_id": SNOOZE_1H,
+                "text": {"type": "plain_text", "text": "Snooze 1 h"},
+                "value": reference,
+            },
+            {
+                "type": "button",
+                "action_id": SNOOZE_TOMORROW,
+                "text": {"type": "plain_text", "text": "Snooze until tomorrow"},
+                "value": reference,
+            },
+        ],
+    }
+
+
+def _reminder_buttons_of(notice: Notice) -> dict[str, Any] | None:
+    """The buttons under a warning's or a breach's line; None for other kinds (and for a
+    reference too long for a button's value)."""
+    if notice.kind not in SNOOZABLE:
+        return None
+    reference = breach_reference(notice.lead_id, notice.rule, notice.deadline_at)
+    return reminder_buttons(reference) if len(reference) <= MAX_BUTTON_VALUE else None
+
+
 def _line_sections(
     reps: Sequence[str], by_rep: dict[str, list[tuple[int, Notice]]]
 ) -> list[_Section]:
@@ -489,6 +554,43 @@ def with_acknowledgement(
     return out if changed else None
 
 
+def snooze_note(by: str, until: datetime, timezone: str) -> str:
+    """What a rep reminder's line says once its reminders are snoozed, in place of the buttons."""
+    who = escape(clip(" ".join(by.split()), MAX_NAME_CHARS))
+    return (
+        f":zzz: Snoozed until {format_local(until, timezone)} by {who}. Reminders to the rep "
+        "only: the manager is still told on the escalation schedule."
+    )
+
+
+def touch_found_note(at: datetime | None, timezone: str) -> str:
+    """What a rep reminder's line says once *Logged a touch* found the touch in the CRM."""
+    when = format_local(at, timezone) if at is not None else "in the CRM"
+    return f"{_ICONS[NoticeKind.RESOLVED]} Touch found: {when}. No more reminders about it."
+
+
+def with_reminder_note(
+    blocks: Sequence[Mapping[str, Any]], reference: str, note: str
+) -> list[dict[str, Any]] | None:
+    """A rep reminder's blocks (as Slack returned them with a click) with the buttons of the
+    breach ``reference`` (*Logged a touch*, *Snooze*) replaced by ``note``; None when no block
+    has them. Slack's ``block_id`` s are left out, as in :func:`with_acknowledgement`."""
+    changed = False
+    out: list[dict[str, Any]] = []
+    for original in blocks:
+        block = {k: v for k, v in original.items() if k != "block_id"}
+        elements = block.get("elements") or []
+        if block.get("type") == "actions" and any(
+            e.get("action_id") in REMINDER_BUTTONS and e.get("value") == reference for e in elements
+        ):
+            text = note[:MAX_SECTION_CHARS]
+            out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+            changed = True
+        else:
+            out.append(block)
+    return out if changed else None
+
+
 def as_plain_text(message: SlackMessage) -> str:
     """The message as a person reads it in Slack: links shown as their label, entities decoded.
 
@@ -501,6 +603,9 @@ def as_plain_text(message: SlackMessage) -> str:
             lines.append(_read(block["text"]["text"]) + (f"  [{button}]" if button else ""))
         elif block.get("type") == "context":
             lines.append("  " + " ".join(_read(e.get("text", "")) for e in block["elements"]))
+        elif block.get("type") == "actions":
+            labels = (e.get("text", {}).get("text", "") for e in block.get("elements") or [])
+            lines.append("  " + " ".join(f"[{label}]" for label in labels))
         elif block.get("type") == "header":
             lines.append(_read(block["text"]["text"]).upper())
     return "\n".join(lines) if lines else _read(message.text)

@@ -44,11 +44,30 @@ def already_acknowledged(lead_name: str, by: str, at: str) -> str:
     )
 
 
-def not_current(lead_name: str, rule_title: str) -> str:
-    """The answer to a click on a breach that is over (touched since, deadline moved)."""
+def not_current(
+    lead_name: str, rule_title: str, what: str = "breach", to: str = "acknowledge"
+) -> str:
+    """The answer to a click on a breach (or warning) that is over (touched since, deadline
+    moved): nothing ``to`` do."""
     return (
-        f"*{escape(clip(lead_name))}*: this {escape(rule_title.lower())} breach is no longer "
-        "open (the lead was touched since, or its deadline changed): nothing to acknowledge."
+        f"*{escape(clip(lead_name))}*: this {escape(rule_title.lower())} {what} is no longer "
+        f"open (the lead was touched since, or its deadline changed): nothing to {to}."
+    )
+
+
+def snooze_capped(chosen: str, until: str, max_snooze: str) -> str:
+    """The answer to a snooze cut short by ``slack.max_snooze`` (times formatted)."""
+    return (
+        f"A snooze lasts at most {max_snooze} (`slack.max_snooze`): the reminders return "
+        f"{until}, not {chosen}. The manager is still told on the escalation schedule."
+    )
+
+
+def no_touch_yet(lead_name: str, since: str) -> str:
+    """The answer to *Logged a touch* when the CRM has none (``since`` formatted)."""
+    return (
+        f"*{escape(clip(lead_name))}*: no touch on this lead in the CRM since {since}. Log it "
+        "in the CRM (a call, e-mail or meeting by you) and click again."
     )
 
 

@@ -416,3 +416,25 @@ class Acknowledgement(Base):
     __table_args__ = (
         UniqueConstraint("lead_id", "rule", "deadline_at", name="uq_acknowledgements_breach"),
     )
+
+
+class Snooze(Base):
+    """A breach or warning whose reminders to the rep someone snoozed from Slack (a rep
+    reminder's *Snooze* buttons): no level-0 reminder of it falls due before ``until``, when
+    one returns. Escalation levels above the rep are not affected. One live snooze per breach
+    (lead, rule, deadline); a later click replaces it."""
+
+    __tablename__ = "snoozes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(40))
+    deadline_at: Mapped[datetime]
+    #: When the reminders return (already bounded by ``slack.max_snooze``, in working hours).
+    until: Mapped[datetime]
+    #: The Slack profile's e-mail of who clicked, and their Slack real name.
+    by_email: Mapped[str] = mapped_column(String(320))
+    by_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("lead_id", "rule", "deadline_at", name="uq_snoozes_breach"),)

@@ -5,7 +5,10 @@ A stage hands the outbox :class:`Envelope` s; a deliver pass claims rows per rec
 holder name and moves each claimed row on with exactly one transition (:func:`mark_sent`,
 :func:`reschedule`, :func:`release`, :func:`supersede`, :func:`reroute`, :func:`fail`), renewing
 its claims while it works (:func:`renew`). One transition moves rows nobody holds: an
-acknowledged breach's pending reminders are superseded (:func:`cancel_acknowledged`). Each
+acknowledged breach's pending reminders are superseded (:func:`cancel_acknowledged`), and a
+snoozed breach's pending reminders to the rep wait until the snooze ends
+(:func:`postpone_snoozed`), the reminder an earlier snooze of it would have brought back
+superseded (:func:`cancel_snooze_returns`). Each
 transition is one conditional UPDATE that touches
 only rows this holder still holds and sets every other field of the row consistently, so no
 stage writes an outbox field by hand, and a pass whose claim ran out and was taken over can
@@ -325,9 +328,68 @@ def cancel_acknowledged(
     reason: str,
 ) -> int:
     """Someone acknowledged this breach: its reminders of ``kinds`` (breach, escalation) not
-    yet sent are superseded with ``reason``, never sent. Only rows still pending: a row a
-    deliver pass holds is on its way (its transition is the pass's), and one sent stays sent.
-    Returns how many were cancelled."""
+    yet sent are superseded with ``reason``, never sent. Returns how many were cancelled."""
+    return _pending_of_breach(
+        session,
+        (lead_id, rule, deadline_at),
+        [OutboxRow.kind.in_(list(kinds))],
+        status=Status.SUPERSEDED,
+        last_error=reason,
+    )
+
+
+def postpone_snoozed(
+    session: Session,
+    lead_id: str,
+    rule: str,
+    deadline_at: datetime,
+    kinds: Iterable[str],
+    until: datetime,
+) -> int:
+    """Someone snoozed this breach's reminders to the rep: its level-0 rows of ``kinds``
+    (warning, breach) still pending and due before ``until`` are due at ``until`` instead.
+    Rows above level 0 (the escalation ladder) keep their time. Returns how many were moved."""
+    return _pending_of_breach(
+        session,
+        (lead_id, rule, deadline_at),
+        [OutboxRow.kind.in_(list(kinds)), OutboxRow.level == 0, OutboxRow.due_at < until],
+        due_at=until,
+    )
+
+
+#: The repeat part of the dedup key of a reminder a snooze brings back: ``snooze-<until>``.
+SNOOZE_RETURN = "snooze-"
+
+
+def cancel_snooze_returns(
+    session: Session, lead_id: str, rule: str, deadline_at: datetime, keep: str, reason: str
+) -> int:
+    """The breach was snoozed again: the reminders earlier snoozes of it were to bring back,
+    still pending, are superseded with ``reason`` — all but the one keyed ``keep`` (this
+    snooze's). Returns how many were cancelled."""
+    return _pending_of_breach(
+        session,
+        (lead_id, rule, deadline_at),
+        [
+            OutboxRow.dedup_key.contains(f"|{SNOOZE_RETURN}", autoescape=True),
+            OutboxRow.dedup_key != keep,
+            OutboxRow.level == 0,
+        ],
+        status=Status.SUPERSEDED,
+        last_error=reason,
+    )
+
+
+def _pending_of_breach(
+    session: Session,
+    breach: tuple[str, str, datetime],
+    conditions: Sequence[Any],
+    **values: Any,
+) -> int:
+    """Set ``values`` on the breach's (lead, rule, deadline) rows that meet ``conditions`` and
+    are still pending: a row a deliver pass holds is on its way (its transition is the
+    pass's), and one sent stays sent. Returns how many rows changed."""
+    lead_id, rule, deadline_at = breach
     prefix = f"{breach_reference(lead_id, rule, deadline_at)}|"
     result = session.execute(
         update(OutboxRow)
@@ -335,10 +397,10 @@ def cancel_acknowledged(
             OutboxRow.lead_id == lead_id,
             OutboxRow.rule == rule,
             OutboxRow.dedup_key.startswith(prefix, autoescape=True),
-            OutboxRow.kind.in_(list(kinds)),
             OutboxRow.status == Status.PENDING,
+            *conditions,
         )
-        .values(status=Status.SUPERSEDED, last_error=reason, leased_until=None, claimed_by=None)
+        .values(leased_until=None, claimed_by=None, **values)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -5,8 +5,8 @@ an answer) and hands the request over (``handoff``), which queues the real work.
 verified by bolt's ``RequestVerification`` middleware, which runs before every listener: a bad
 ``X-Slack-Signature`` or an ``X-Slack-Request-Timestamp`` more than five minutes off gets 401
 and reaches no listener. Buttons (``block_actions``) are added the same way as the command:
-``_acknowledge_then(app.action("<action_id>"), parse, submit)``; the *Acknowledge* button of
-a digest line (``messages.ACKNOWLEDGE``) is.
+``_acknowledge_then(app.action("<action_id>"), parse, submit)``; the buttons
+``slack_actions.BUTTONS`` are (a digest line's *Acknowledge*, a rep reminder's *Snooze*).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from worker.errors import ConfigError, SlaWorkerError
-from worker.pipeline.slack_actions import BlockAction
+from worker.pipeline.slack_actions import BUTTONS, BlockAction
 from worker.pipeline.slack_commands import SlashCommand
 from worker.settings import Settings
-from worker.slack.messages import ACKNOWLEDGE
 from worker.slack.replies import COMMAND
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,8 @@ def make_bolt_app(
             f"Slack did not answer at start ({settings.slack_api_url}): {type(e).__name__}"
         ) from None
     _acknowledge_then(app.command(COMMAND), SlashCommand.from_payload, submit_command)
-    _acknowledge_then(app.action(ACKNOWLEDGE), BlockAction.from_payload, submit_action)
+    for action_id in BUTTONS:
+        _acknowledge_then(app.action(action_id), BlockAction.from_payload, submit_action)
     return app
 
 
