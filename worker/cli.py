@@ -453,16 +453,18 @@ def _serve_fake(command: str, port: int, seed: bool) -> int:
         from worker.fakes.slack import FakeSlack
 
         slack = seeded_slack() if seed else FakeSlack()
+
+        def echo(_: int) -> None:  # a line per message, as it arrives
+            print(slack.messages[-1].line(), flush=True)
+
+        # Before the banner: whoever reads it may post at once, and a message that came in
+        # before the hook was set went unechoed.
+        slack.during_call("chat.postMessage", echo, done=True)
         slack.start(port)
         print(
             f"fake Slack on {slack.api_url}  (SLACK_API_URL={slack.api_url} "
             f"SLACK_BOT_TOKEN={slack.token}); messages received: {slack.base_url}/_messages",
             flush=True,
         )
-
-        def echo(_: int) -> None:  # a line per message, as it arrives
-            print(slack.messages[-1].line(), flush=True)
-
-        slack.during_call("chat.postMessage", echo, done=True)
         slack.serve_forever()
     return EXIT_OK
