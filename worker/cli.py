@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -101,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
         "--post", action="store_true", help="also queue marketing's part for its channel"
     )
     report.add_argument("--csv", metavar="FILE", help="also write the compliance rows as CSV")
+    report.add_argument(
+        "--period",
+        metavar="PERIOD",
+        help="week, month or quarter (the last complete one) or FROM..TO (ISO dates, both "
+        "included): figures over that period per rep, team, policy and lead source",
+    )
+    report.add_argument("--team", help="with --period: that team's leads only")
+    report.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="with --period"
+    )
+    report.add_argument("--output", metavar="FILE", help="with --period: write there, not stdout")
 
     recycle = sub.add_parser("recycle", help="hand stale leads back to marketing nurturing")
     recycle.add_argument("--dry-run", action="store_true", help="list what would change")
@@ -191,7 +203,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _health(settings, as_json=args.json, beat=args.beat, live=not args.offline)
     if command == "backtest":
         return _backtest(settings, Path(args.candidate), args.at)
+    if command == "report" and args.period:
+        return _period_report(settings, args.period, args.team, args.format, args.output)
     if command == "report":
+        if args.team or args.output or args.format != "table":
+            raise ConfigError("--team, --format and --output go with --period")
         return _report(settings, post=args.post, csv_path=args.csv)
     if command == "recycle":
         return _recycle(settings, dry_run=args.dry_run, undo_run=args.undo)
@@ -309,6 +325,39 @@ def _report(settings: Settings, *, post: bool, csv_path: str | None = None) -> i
             else "nothing queued (no "
             "marketing channel configured, or today's report was already queued)"
         )
+    return EXIT_OK
+
+
+def _period_report(
+    settings: Settings, period_text: str, team: str | None, form: str, output: str | None
+) -> int:
+    from worker.periods import parse_period
+    from worker.pipeline import period_report
+    from worker.store.db import upgrade
+
+    upgrade(settings.database_url)
+    with open_context(settings) as ctx:
+        agreement = ctx.agreement
+        if team is not None and team not in agreement.teams:
+            known = ", ".join(sorted(agreement.teams))
+            raise ConfigError(f'--team: no team "{team}" in the config (teams: {known})')
+        calendar = agreement.teams[team or next(iter(agreement.teams))].calendar
+        now = ctx.clock()
+        period = parse_period(period_text, now, ZoneInfo(calendar.timezone))
+        figures = period_report.build_period_figures(
+            ctx.sessions, agreement, period, now, team=team
+        )
+    render = {
+        "table": period_report.period_text,
+        "csv": period_report.period_csv,
+        "json": period_report.period_json,
+    }[form]
+    text = render(figures, period)
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        print(f"{period.label}: written to {output}")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK
 
 

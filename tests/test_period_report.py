@@ -1,0 +1,176 @@
+"""`sla-worker report --period`: figures over a period, checked against figures worked out by
+hand — business time to first touch across a weekend and a DST change, deadlines on either
+side of the period's ends, per rep and in total."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.e2e.world import Clock, World, make_world
+from worker.cli import main
+from worker.period_figures import median, percentile
+from worker.periods import parse_period
+from worker.pipeline.stages import run_once
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+CONFIG = """
+crm:
+  provider: hubspot
+  touch_types: [call, email, meeting]
+  sync_overlap: 1m
+calendars:
+  berlin: {timezone: Europe/Berlin, hours: {mon-fri: "09:00-17:00"}}
+teams:
+  emea: {calendar: berlin, manager: mike.manager@example.com}
+policies:
+  - name: inbound
+    first_touch: 4h
+escalation:
+  - {after: 0m, notify: rep}
+notifications:
+  send_resolved: %(send_resolved)s
+  group_wait: 0s
+"""
+
+
+def berlin(day: int, hour: int, minute: int = 0, month: int = 3) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    clock = Clock(berlin(6, 12, month=4))
+    yield from make_world(tmp_path, database_url, clock=clock, config=CONFIG)
+
+
+def seed(world: World) -> None:
+    """Two reps, six leads; a 4-business-hour first touch in Berlin, open Mon–Fri 9–17. The
+    clocks go forward on Sunday 29 March (CET → CEST), inside the period 23–30 March."""
+    world.add_rep("101", "Lena Fischer")
+    world.add_rep("102", "Tom Berger")
+    now = world.clock.now
+
+    def lead(name: str, owner: str, assigned: datetime, touched: datetime | None) -> None:
+        lead_id = world.add_lead(owner_id=owner, assigned_ago=now - assigned, name=name)
+        if touched is not None:
+            world.add_call(lead_id, owner_id=owner, at=touched, minutes=5)
+
+    # Fri 15:00 CET → deadline Mon 11:00 CEST; touched Mon 10:00: 2h + 1h = 3h, on time.
+    lead("Anna Weekend", "101", berlin(27, 15), berlin(30, 10))
+    # Mon 09:00 → touched 09:30: 30m, on time.
+    lead("Ben Quick", "101", berlin(23, 9), berlin(23, 9, 30))
+    # Tue 14:00 → deadline Wed 10:00; touched Wed 12:00: 3h + 3h = 6h, late.
+    lead("Cora Late", "101", berlin(24, 14), berlin(25, 12))
+    # Thu 09:00 → deadline Thu 13:00, never touched: breached.
+    lead("Dan Never", "102", berlin(26, 9), None)
+    # Mon 30 Mar 15:00 → deadline Tue 31 Mar 11:00, after the period: received, not judged.
+    lead("Eva After", "102", berlin(30, 15), berlin(31, 10))
+    # Fri 20 Mar 15:00 → deadline Mon 23 Mar 11:00, in the period; touched Mon 09:15: 2h15m.
+    lead("Finn Before", "102", berlin(20, 15), berlin(23, 9, 15))
+
+
+def report(world: World, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    for name, value in world.env().items():
+        monkeypatch.setenv(name, value)
+    with world.context() as ctx:
+        run_once(ctx)
+    output = io.StringIO()
+    monkeypatch.setattr("sys.stdout", output)
+    assert main(["report", "--period", "2026-03-23..2026-03-30", *args]) == 0
+    return output.getvalue()
+
+
+def test_figures_over_a_period_match_the_hand_computed_ones(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(world)
+    document = json.loads(report(world, monkeypatch, "--format", "json"))
+
+    assert document["period"]["start"] == "2026-03-22T23:00:00+00:00"  # midnight CET
+    assert document["period"]["end"] == "2026-03-30T22:00:00+00:00"  # midnight CEST
+    total = document["total"]
+    assert total["received"] == 5  # not Finn, assigned the week before
+    assert (total["first_touch_met"], total["first_touch_met_late"]) == (3, 1)
+    assert (total["first_touch_breached"], total["first_touch_open"]) == (1, 0)  # not Eva's
+    assert total["first_touch_met_pct"] == 60.0
+    # 30m, 2h15m, 3h, 6h: the median is between 2h15m and 3h; the 90th percentile is 6h.
+    assert total["median_to_first_touch_min"] == 157.5
+    assert total["p90_to_first_touch_min"] == 360.0
+    # Anna's, Ben's and Cora's calls in the period (Eva's was on the 31st): 3 of 5 leads.
+    assert (total["touches"], total["touches_per_lead"], total["time_spent_min"]) == (3, 0.6, 15.0)
+    assert total["missed_first_touch"] == 2
+
+    lena = document["by"]["rep"]["Lena Fischer"]
+    assert (lena["received"], lena["first_touch_met_pct"]) == (3, 66.7)
+    assert lena["median_to_first_touch_min"] == 180.0  # 30m, 3h, 6h
+    tom = document["by"]["rep"]["Tom Berger"]
+    assert (tom["received"], tom["first_touch_met_pct"]) == (2, 50.0)
+    assert tom["median_to_first_touch_min"] == 135.0
+    assert document["by"]["team"]["emea"] == total
+    assert document["by"]["policy"]["inbound"] == total
+
+
+def test_the_csv_and_the_table_show_the_same_figures(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seed(world)
+    out = tmp_path / "week.csv"
+    said = report(world, monkeypatch, "--format", "csv", "--output", str(out))
+    assert "written to" in said
+    rows = {(r["dimension"], r["segment"]): r for r in csv.DictReader(out.open())}
+    assert rows[("all", "all")]["first_touch_met_pct"] == "60.0"
+    assert rows[("rep", "Tom Berger")]["first_touch_breached"] == "1"
+
+    table = report(world, monkeypatch)
+    assert "Compliance, 2026-03-23..2026-03-30 (Mon 23 Mar 2026 to Mon 30 Mar 2026" in table
+    assert "  Lena Fischer  " in table and "67 %" in table and "2h37m30s" in table
+
+
+def test_a_team_filter_and_a_bad_period_are_handled(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(world)
+    assert json.loads(report(world, monkeypatch, "--team", "emea", "--format", "json"))
+    monkeypatch.undo()
+    for name, value in world.env().items():
+        monkeypatch.setenv(name, value)
+    assert main(["report", "--period", "week", "--team", "apac"]) == 2
+    assert '--team: no team "apac" in the config (teams: emea)' in capsys.readouterr().err
+    assert main(["report", "--period", "2026-03-23..soon"]) == 2
+    assert "needs two ISO dates" in capsys.readouterr().err
+    assert main(["report", "--format", "csv"]) == 2
+    assert "go with --period" in capsys.readouterr().err
+
+
+def test_named_periods_are_the_last_complete_ones_in_the_zone() -> None:
+    now = berlin(1, 10, month=4)  # Wednesday 1 April
+    week = parse_period("week", now, BERLIN)
+    assert (week.label, week.start, week.end) == ("week 2026-W13", berlin(23, 0), berlin(30, 0))
+    month = parse_period("month", now, BERLIN)
+    assert (month.label, month.start, month.end) == ("March 2026", berlin(1, 0), berlin(1, 0, 0, 4))
+    quarter = parse_period("quarter", now, BERLIN)
+    assert quarter.label == "Q1 2026"
+    assert quarter.start == datetime(2026, 1, 1, tzinfo=BERLIN).astimezone(UTC)
+    assert quarter.previous().label == "Q4 2025"
+    assert week.previous().label == "week 2026-W12"
+    assert month.previous().label == "February 2026"
+    assert week.end - week.start == timedelta(days=7, hours=-1)  # the clocks went forward
+    assert berlin(30, 0) not in week and berlin(23, 0) in week
+
+
+def test_median_and_percentile_by_nearest_rank() -> None:
+    minutes = [timedelta(minutes=m) for m in (10, 40, 20, 30)]
+    assert median(minutes) == timedelta(minutes=25)
+    assert median(minutes[:3]) == timedelta(minutes=20)
+    assert percentile(minutes, 90) == timedelta(minutes=40)
+    assert percentile(minutes, 50) == timedelta(minutes=20)
+    assert median([]) is None and percentile([], 90) is None

@@ -1,0 +1,326 @@
+"""Compliance over a period (``sla-worker report --period``), per rep, team, policy and lead
+source, computed from the stored history, not from counters that can drift.
+
+Every stored lead created before the period's end is judged by the engine as of ``now``, as
+evaluate judges it (its team's calendar, its policy, its touches and status history), so a
+deadline in the period shows how it finally went: met, met late, breached, or still open.
+Escalations are the escalation notices sent in the period (one per lead, rule and level);
+acknowledgements, snoozes and recycles are those recorded in the period. Read-only.
+
+Known gap: a lead recycled back to marketing has no owner any more, so the engine does not
+judge it; its recycle counts, but its first-touch result does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from worker.config import Agreement, Team
+from worker.durations import format_duration
+from worker.names import display_name
+from worker.notices import NoticeKind
+from worker.period_figures import DIMENSIONS, PeriodFigures, Segment
+from worker.periods import Period
+from worker.pipeline.evaluate import engine_inputs, evaluate_bundle
+from worker.sla import LeadEvaluation, Rule, RuleState, select_policy
+from worker.store import queries
+from worker.store.db import session_scope
+from worker.store.models import Acknowledgement, Lead, OutboxRow, Owner, RecycleAudit, Snooze
+
+#: Leads judged per read.
+BATCH = 1000
+
+
+@dataclass
+class _Events:
+    """What happened to leads in the period, by lead id."""
+
+    escalations: dict[str, int]
+    acknowledged: dict[str, int]
+    snoozed: dict[str, int]
+    #: Recycled lead → how often, and the owner it was taken from.
+    recycled: dict[str, tuple[int, str | None]]
+
+    def leads(self) -> set[str]:
+        return (
+            set(self.escalations) | set(self.acknowledged) | set(self.snoozed) | set(self.recycled)
+        )
+
+
+def build_period_figures(
+    sessions: Callable[[], Session],
+    agreement: Agreement,
+    period: Period,
+    now: datetime,
+    *,
+    team: str | None = None,
+    progress: Callable[[int], None] = lambda _: None,
+) -> PeriodFigures:
+    """The period's figures; ``team``: that team's leads only; ``progress`` is told how many
+    leads were read after each batch."""
+    figures = PeriodFigures(period.label)
+    with session_scope(sessions) as session:
+        events = _events(session, period)
+        owners = {o.id: o for o in session.scalars(select(Owner))}
+        ids = list(
+            session.scalars(select(Lead.id).where(Lead.created_at < period.end).order_by(Lead.id))
+        )
+        for start in range(0, len(ids), BATCH):
+            for bundle in queries.load_bundles(session, ids[start : start + BATCH]):
+                _add_lead(figures, bundle, agreement, period, now, events, owners, team)
+            progress(min(start + BATCH, len(ids)))
+    return figures
+
+
+def _events(session: Session, period: Period) -> _Events:
+    def per_lead(rows: Iterator[Any] | Any) -> dict[str, int]:
+        return {lead_id: count for lead_id, count in rows}
+
+    escalated = (
+        select(OutboxRow.lead_id, OutboxRow.rule, OutboxRow.level)
+        .where(
+            OutboxRow.kind == NoticeKind.ESCALATION,
+            OutboxRow.status == "sent",
+            OutboxRow.sent_at >= period.start,
+            OutboxRow.sent_at < period.end,
+        )
+        .distinct()
+        .subquery()
+    )
+    recycled: dict[str, tuple[int, str | None]] = {}
+    for lead_id, owner_id in session.execute(
+        select(RecycleAudit.lead_id, RecycleAudit.owner_id)
+        .where(
+            RecycleAudit.outcome == "recycled",
+            RecycleAudit.at >= period.start,
+            RecycleAudit.at < period.end,
+        )
+        .order_by(RecycleAudit.at)
+    ):
+        recycled[lead_id] = (recycled.get(lead_id, (0, None))[0] + 1, owner_id)
+    return _Events(
+        escalations=per_lead(
+            session.execute(select(escalated.c.lead_id, func.count()).group_by(escalated.c.lead_id))
+        ),
+        acknowledged=per_lead(
+            session.execute(
+                select(Acknowledgement.lead_id, func.count())
+                .where(Acknowledgement.at >= period.start, Acknowledgement.at < period.end)
+                .group_by(Acknowledgement.lead_id)
+            )
+        ),
+        snoozed=per_lead(
+            session.execute(
+                select(Snooze.lead_id, func.count())
+                .where(Snooze.at >= period.start, Snooze.at < period.end)
+                .group_by(Snooze.lead_id)
+            )
+        ),
+        recycled=recycled,
+    )
+
+
+def _add_lead(
+    figures: PeriodFigures,
+    bundle: queries.LeadBundle,
+    agreement: Agreement,
+    period: Period,
+    now: datetime,
+    events: _Events,
+    owners: dict[str, Owner],
+    only_team: str | None,
+) -> None:
+    row = bundle.lead
+    owner: Any = bundle.owner
+    if owner is None and row.id in events.recycled:
+        owner = owners.get(events.recycled[row.id][1] or "")
+    team = agreement.team_for(
+        owner.email if owner is not None else None, owner.teams if owner is not None else []
+    )
+    if only_team is not None and team.name != only_team:
+        return
+    judged = evaluate_bundle(bundle, agreement, now)
+    policy = (
+        judged[0].policy
+        if judged
+        else select_policy(engine_inputs(bundle)[0], agreement.policies).name
+    )
+    keys = {
+        "rep": display_name(owner.first_name, owner.last_name, owner.email, owner.id)
+        if owner is not None
+        else "unassigned",
+        "team": team.name,
+        "policy": policy,
+        "source": row.source or "(no source)",
+    }
+    lead = _lead_segment(bundle, judged[0] if judged else None, team, period)
+    lead.escalations = events.escalations.get(row.id, 0)
+    lead.acknowledged = events.acknowledged.get(row.id, 0)
+    lead.snoozed = events.snoozed.get(row.id, 0)
+    lead.recycled = events.recycled.get(row.id, (0, None))[0]
+    if not lead.is_empty():
+        for segment in figures.segments(keys):
+            segment.absorb(lead)
+
+
+def _lead_segment(
+    bundle: queries.LeadBundle, evaluation: LeadEvaluation | None, team: Team, period: Period
+) -> Segment:
+    """One lead's part of the period's figures, from its judgement as of now."""
+    lead = Segment()
+    for result in evaluation.rules if evaluation is not None else ():
+        if result.rule == Rule.FIRST_TOUCH and result.started_at in period:
+            lead.received = 1
+        if result.deadline_at not in period:
+            continue
+        lead.add_deadline(result.rule.value, result.state.value)
+        if result.rule == Rule.FIRST_TOUCH:
+            met = result.state in (RuleState.MET, RuleState.MET_LATE)
+            took = (
+                team.calendar.between(result.started_at, result.met_at)
+                if met and result.met_at is not None and result.started_at is not None
+                else None
+            )
+            lead.add_first_touch(result.state.value, took)
+    if lead.received:
+        for touch in bundle.touches:
+            if touch.occurred_at in period:
+                lead.touches += 1
+                lead.time_spent += timedelta(milliseconds=touch.duration_ms)
+    return lead
+
+
+# --- rendering: one row of fields per segment, shared by CSV, JSON and the table ---------------
+
+_RULES = [rule.value for rule in Rule]
+
+
+def _minutes(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds() / 60, 1)
+
+
+def segment_fields(segment: Segment) -> dict[str, Any]:
+    """A segment's figures by column name (times in minutes, shares in per cent)."""
+    share = segment.first_touch_met_share
+    per_lead = segment.touches_per_lead
+    return {
+        "received": segment.received,
+        "first_touch_met": segment.met,
+        "first_touch_met_late": segment.met_late,
+        "first_touch_breached": segment.breached,
+        "first_touch_open": segment.open,
+        "first_touch_met_pct": None if share is None else round(100 * share, 1),
+        "median_to_first_touch_min": _minutes(segment.median_to_first_touch),
+        "p90_to_first_touch_min": _minutes(segment.p90_to_first_touch),
+        "touches": segment.touches,
+        "touches_per_lead": None if per_lead is None else round(per_lead, 2),
+        "time_spent_min": _minutes(segment.time_spent),
+        **{f"missed_{rule}": segment.breaches[rule] for rule in _RULES},
+        "escalations": segment.escalations,
+        "acknowledged": segment.acknowledged,
+        "snoozed": segment.snoozed,
+        "early_returns": segment.early_returns,
+        "recycled": segment.recycled,
+    }
+
+
+def _rows(figures: PeriodFigures) -> Iterator[tuple[str, str, Segment]]:
+    yield "all", "all", figures.total
+    for dimension in DIMENSIONS:
+        for name in sorted(figures.by[dimension]):
+            yield dimension, name, figures.by[dimension][name]
+
+
+def period_csv(figures: PeriodFigures, period: Period) -> str:
+    out = io.StringIO()
+    writer: Any = None
+    for dimension, name, segment in _rows(figures):
+        fields = {
+            "period_start": period.start.isoformat(),
+            "period_end": period.end.isoformat(),
+            "dimension": dimension,
+            "segment": name,
+            **segment_fields(segment),
+        }
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(fields), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow({k: "" if v is None else v for k, v in fields.items()})
+    return out.getvalue()
+
+
+def period_json(figures: PeriodFigures, period: Period) -> str:
+    by: dict[str, dict[str, Any]] = defaultdict(dict)
+    for dimension, name, segment in _rows(figures):
+        if dimension != "all":
+            by[dimension][name] = segment_fields(segment)
+    document = {
+        "period": {
+            "label": period.label,
+            "start": period.start.isoformat(),
+            "end": period.end.isoformat(),
+            "time_zone": period.zone,
+        },
+        "total": segment_fields(figures.total),
+        "by": {dimension: by.get(dimension, {}) for dimension in DIMENSIONS},
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _duration(value: timedelta | None) -> str:
+    return "–" if value is None else format_duration(value)
+
+
+def period_text(figures: PeriodFigures, period: Period) -> str:
+    """The table a terminal shows: one block per dimension, one line per segment."""
+    zone = ZoneInfo(period.zone)
+    zone_start = period.start.astimezone(zone)
+    zone_last = (period.end - timedelta(microseconds=1)).astimezone(zone)
+    lines = [
+        f"Compliance, {period.label} ({zone_start:%a %d %b %Y} to {zone_last:%a %d %b %Y}, "
+        f"{period.zone})",
+    ]
+    header = (
+        f"  {'':<28} {'leads':>6} {'1st touch':>9} {'median':>8} {'p90':>8} "
+        f"{'touches':>7} {'time':>7} {'missed':>6} {'escal.':>6} {'ack':>4} {'snooze':>6} "
+        f"{'early ret.':>10} {'recycled':>8}"
+    )
+    shown = None
+    for dimension, name, segment in _rows(figures):
+        if dimension != shown:
+            lines += ["", header if dimension == "all" else f"  by {dimension}"]
+            shown = dimension
+        share = segment.first_touch_met_share
+        lines.append(
+            f"  {_label(dimension, name):<28.28} {segment.received:>6} "
+            f"{'–' if share is None else f'{100 * share:.0f} %':>9} "
+            f"{_duration(segment.median_to_first_touch):>8} "
+            f"{_duration(segment.p90_to_first_touch):>8} "
+            f"{'–' if segment.touches_per_lead is None else f'{segment.touches_per_lead:.1f}':>7} "
+            f"{_duration(segment.time_spent) if segment.time_spent else '–':>7} "
+            f"{sum(segment.breaches.values()):>6} {segment.escalations:>6} "
+            f"{segment.acknowledged:>4} {segment.snoozed:>6} {segment.early_returns:>10} "
+            f"{segment.recycled:>8}"
+        )
+    lines += [
+        "",
+        "leads: first-touch clocks started in the period; 1st touch: deadlines in the period met "
+        "on time, of those decided; median/p90: business time to the first touch; touches: per "
+        "lead received; missed: deadlines in the period breached or met late (every rule).",
+    ]
+    return "\n".join(lines)
+
+
+def _label(dimension: str, name: str) -> str:
+    return "all leads" if dimension == "all" else name
