@@ -34,6 +34,12 @@ teams:
 policies:
   - name: inbound
     first_touch: 4h
+    return_statuses: [UNQUALIFIED]
+marketing:
+  monthly_quota: 31
+  qualified_stage: marketingqualifiedlead
+  team_quotas: {emea: 62}
+  source_quotas: {ORGANIC_SEARCH: 31}
 escalation:
   - {after: 0m, notify: rep}
 notifications:
@@ -52,17 +58,20 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     yield from make_world(tmp_path, database_url, clock=clock, config=CONFIG)
 
 
-def seed(world: World) -> None:
+def seed(world: World) -> dict[str, str]:
     """Two reps, six leads; a 4-business-hour first touch in Berlin, open Mon–Fri 9–17. The
     clocks go forward on Sunday 29 March (CET → CEST), inside the period 23–30 March."""
     world.add_rep("101", "Lena Fischer")
     world.add_rep("102", "Tom Berger")
     now = world.clock.now
 
+    ids = {}
+
     def lead(name: str, owner: str, assigned: datetime, touched: datetime | None) -> None:
         lead_id = world.add_lead(owner_id=owner, assigned_ago=now - assigned, name=name)
         if touched is not None:
             world.add_call(lead_id, owner_id=owner, at=touched, minutes=5)
+        ids[name.split()[0]] = lead_id
 
     # Fri 15:00 CET → deadline Mon 11:00 CEST; touched Mon 10:00: 2h + 1h = 3h, on time.
     lead("Anna Weekend", "101", berlin(27, 15), berlin(30, 10))
@@ -76,6 +85,31 @@ def seed(world: World) -> None:
     lead("Eva After", "102", berlin(30, 15), berlin(31, 10))
     # Fri 20 Mar 15:00 → deadline Mon 23 Mar 11:00, in the period; touched Mon 09:15: 2h15m.
     lead("Finn Before", "102", berlin(20, 15), berlin(23, 9, 15))
+    return ids
+
+
+def crm_edit(world: World, lead_id: str, at: datetime, **properties: str) -> None:
+    """Edit a contact in the fake HubSpot as if at ``at`` (HubSpot dates the change)."""
+    now = world.clock.now
+    world.clock.now = at
+    try:
+        world.hubspot.upsert_contact(lead_id, **properties)
+    finally:
+        world.clock.now = now
+
+
+def qualify(world: World, ids: dict[str, str]) -> None:
+    """Marketing qualifies leads: three inside 23–30 March (one minutes before its end), one
+    before and one after; Finn never. Anna is complete; Eva is returned as unqualified."""
+    mql = "marketingqualifiedlead"
+    crm_edit(world, ids["Anna"], berlin(27, 14), lifecyclestage=mql, phone="+49 30 1234")
+    crm_edit(
+        world, ids["Ben"], berlin(23, 8), lifecyclestage=mql, hs_analytics_source="ORGANIC_SEARCH"
+    )
+    crm_edit(world, ids["Cora"], berlin(20, 12), lifecyclestage=mql)
+    crm_edit(world, ids["Dan"], berlin(31, 9), lifecyclestage=mql)
+    crm_edit(world, ids["Eva"], berlin(30, 23, 30), lifecyclestage=mql)
+    crm_edit(world, ids["Eva"], berlin(31, 12), hs_lead_status="UNQUALIFIED")
 
 
 def report(world: World, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
@@ -117,6 +151,30 @@ def test_figures_over_a_period_match_the_hand_computed_ones(
     assert tom["median_to_first_touch_min"] == 135.0
     assert document["by"]["team"]["emea"] == total
     assert document["by"]["policy"]["inbound"] == total
+
+
+def test_marketing_counts_the_leads_qualified_in_the_period_against_its_share_of_the_quota(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qualify(world, seed(world))
+    marketing = json.loads(report(world, monkeypatch, "--format", "json"))["marketing"]
+
+    # Anna, Ben and Eva (qualified 23:30 on the 30th); not Cora (20th), Dan (31st), Finn.
+    assert marketing["basis"] == "entered marketingqualifiedlead"
+    # 8 of March's 31 days: 31 × 8/31 = 8 leads; the team's 62 → 16; the source's 31 → 8.
+    assert (marketing["delivered"], marketing["quota"], marketing["attainment_pct"]) == (
+        3,
+        8.0,
+        37.5,
+    )
+    assert marketing["teams"] == {"emea": {"delivered": 3, "quota": 16.0, "attainment_pct": 18.8}}
+    assert marketing["sources"]["ORGANIC_SEARCH"] == {
+        "delivered": 1,
+        "quota": 8.0,
+        "attainment_pct": 12.5,
+    }
+    assert marketing["completeness_pct"] == 33.3  # Anna alone has a phone
+    assert marketing["feedback"] == {"unknown source": {"UNQUALIFIED": 1}}
 
 
 def test_the_csv_and_the_table_show_the_same_figures(

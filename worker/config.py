@@ -571,6 +571,22 @@ class MarketingConfig(_Strict):
     #: ``run``: an incomplete lead's clocks run anyway; ``wait``: they start when it is
     #: complete (and it is not judged before).
     incomplete_clock: Literal["run", "wait"] = "run"
+    #: The lifecycle stage at which marketing hands a lead over (e.g. marketingqualifiedlead):
+    #: a period's deliveries are the leads that entered it in the period, read from the CRM's
+    #: date of entering it (HubSpot: ``hs_lifecyclestage_<stage>_date``, "Became a … Date"), or
+    #: from ``qualified_date_property`` for a custom stage. Unset: leads created in the period.
+    qualified_stage: str | None = Field(default=None, min_length=1)
+    qualified_date_property: str | None = Field(default=None, min_length=1)
+
+    @property
+    def qualified_date(self) -> str | None:
+        """The CRM property holding when a lead was qualified (None: count creation)."""
+        if self.qualified_date_property:
+            return self.qualified_date_property
+        if self.qualified_stage:
+            return f"hs_lifecyclestage_{self.qualified_stage}_date"
+        return None
+
     #: Where the daily marketing report goes (quota pace, incomplete leads, feedback).
     channel: ChannelName | None = None
     #: Warn when the month's projected deliveries fall below this share of the quota.
@@ -783,7 +799,15 @@ class Agreement:
         marketing = self.config.marketing
         if marketing is not None:
             names += marketing.required_fields
-            names += [p for p in (marketing.reason_property, marketing.campaign_property) if p]
+            names += [
+                p
+                for p in (
+                    marketing.reason_property,
+                    marketing.campaign_property,
+                    marketing.qualified_date,
+                )
+                if p
+            ]
         if self.config.recycle is not None:
             names += list(self.config.recycle.set)
             if self.config.recycle.reason_property:

@@ -131,6 +131,7 @@ class PeriodFigures:
 
     label: str
     total: Segment = field(default_factory=Segment)
+    marketing: MarketingPeriod | None = None
     by: dict[str, dict[str, Segment]] = field(
         default_factory=lambda: {dimension: {} for dimension in DIMENSIONS}
     )
@@ -141,3 +142,35 @@ class PeriodFigures:
         for dimension, value in keys.items():
             found.append(self.by[dimension].setdefault(value, Segment()))
         return found
+
+
+@dataclass
+class Pace:
+    """Qualified leads delivered against the quota over the period (monthly quota × the
+    period's share of its months)."""
+
+    delivered: int = 0
+    quota: float = 0.0
+
+    @property
+    def attainment(self) -> float | None:
+        return self.delivered / self.quota if self.quota else None
+
+
+@dataclass
+class MarketingPeriod:
+    """Marketing's side over the period."""
+
+    #: What "delivered" counts: leads that entered the qualified stage, or leads created.
+    basis: str
+    total: Pace
+    teams: dict[str, Pace] = field(default_factory=dict)
+    sources: dict[str, Pace] = field(default_factory=dict)
+    #: Delivered leads with every required field (now).
+    complete: int = 0
+    #: Returned leads per source (and campaign) by reason.
+    feedback: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @property
+    def completeness(self) -> float | None:
+        return self.complete / self.total.delivered if self.total.delivered else None

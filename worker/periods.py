@@ -9,6 +9,7 @@ review looks back on); ``FROM..TO`` takes whole days, both ends included.
 
 from __future__ import annotations
 
+import calendar as month_calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -44,6 +45,19 @@ class Period:
             return month_of(_add_months(first, -1), zone)
         days = (last - first).days + 1
         return days_between(first - timedelta(days=days), first - timedelta(days=1), zone)
+
+
+def months_in(period: Period) -> float:
+    """How many calendar months the period spans, day by day (a week of November is 7/30): a
+    monthly quota times this is the period's quota."""
+    zone = ZoneInfo(period.zone)
+    day = period.start.astimezone(zone).date()
+    last = (period.end.astimezone(zone) - timedelta(microseconds=1)).date()
+    months = 0.0
+    while day <= last:
+        months += 1 / month_calendar.monthrange(day.year, day.month)[1]
+        day += timedelta(days=1)
+    return months
 
 
 def parse_period(text: str, now: datetime, zone: ZoneInfo) -> Period:

@@ -64,7 +64,12 @@ LIFECYCLE_STAGES = (
     "other",
 )
 
-CONTACT_PROPERTIES = frozenset(
+#: HubSpot's "Became a … Date" properties: when the contact entered each standard stage.
+LIFECYCLE_DATE_PROPERTIES = frozenset(
+    f"hs_lifecyclestage_{stage}_date" for stage in LIFECYCLE_STAGES
+)
+
+CONTACT_PROPERTIES = LIFECYCLE_DATE_PROPERTIES | frozenset(
     {
         "firstname", "lastname", "email", "phone", "company", "lifecyclestage",
         "hs_lead_status", "hubspot_owner_id", "hubspot_owner_assigneddate",
@@ -122,7 +127,7 @@ DATETIME_PROPERTIES = frozenset(
     {
         "createdate", "lastmodifieddate", "notes_last_updated", "hubspot_owner_assigneddate",
         "hs_createdate", "hs_lastmodifieddate", "hs_timestamp", "hs_meeting_start_time",
-        "hs_meeting_end_time",
+        "hs_meeting_end_time", *LIFECYCLE_DATE_PROPERTIES,
     }
 )  # fmt: skip
 _READ_ONLY_CONTACT_PROPERTIES = frozenset(
@@ -1289,6 +1294,7 @@ class FakeHubSpot(FakeServer):
     ) -> None:
         props = record.properties
         owner_before = props.get("hubspot_owner_id")
+        stage_before = props.get("lifecyclestage")
         changed = force_touch
         for name, value in changes.items():
             value = None if value == "" else value  # an empty string clears a property
@@ -1303,6 +1309,10 @@ class FakeHubSpot(FakeServer):
             and "hubspot_owner_assigneddate" not in changes
         ):
             props["hubspot_owner_assigneddate"] = hs_datetime(now)
+        stage = props.get("lifecyclestage")
+        entered = f"hs_lifecyclestage_{stage}_date"
+        if stage in LIFECYCLE_STAGES and stage != stage_before and entered not in changes:
+            props[entered] = hs_datetime(now)  # the stage's "Became a … Date", as HubSpot sets it
         if changed and "lastmodifieddate" not in changes:
             props["lastmodifieddate"] = hs_datetime(now)
         record.created_at = _instant(props.get("createdate")) or record.created_at

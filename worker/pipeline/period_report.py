@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,16 +28,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.config import Agreement, Team
+from worker.crm.hubspot import parse_hubspot_datetime
 from worker.durations import format_duration
 from worker.names import display_name
 from worker.notices import NoticeKind
-from worker.period_figures import DIMENSIONS, PeriodFigures, Segment
-from worker.periods import Period
+from worker.period_figures import DIMENSIONS, MarketingPeriod, Pace, PeriodFigures, Segment
+from worker.periods import Period, months_in
 from worker.pipeline.evaluate import engine_inputs, evaluate_bundle
+from worker.pipeline.report import feedback_by_source
 from worker.sla import LeadEvaluation, Rule, RuleState, select_policy
 from worker.store import queries
 from worker.store.db import session_scope
 from worker.store.models import Acknowledgement, Lead, OutboxRow, Owner, RecycleAudit, Snooze
+
+log = logging.getLogger(__name__)
 
 #: Leads judged per read.
 BATCH = 1000
@@ -80,7 +85,62 @@ def build_period_figures(
             for bundle in queries.load_bundles(session, ids[start : start + BATCH]):
                 _add_lead(figures, bundle, agreement, period, now, events, owners, team)
             progress(min(start + BATCH, len(ids)))
+        figures.marketing = _marketing_period(session, agreement, period, owners, team)
     return figures
+
+
+def _marketing_period(
+    session: Session,
+    agreement: Agreement,
+    period: Period,
+    owners: dict[str, Owner],
+    only_team: str | None,
+) -> MarketingPeriod | None:
+    """Qualified leads delivered in the period against the period's share of the quota, how
+    many are complete, and sales' feedback on them."""
+    config = agreement.config.marketing
+    if config is None:
+        return None
+    months = months_in(period)
+    date_property = config.qualified_date
+    figures = MarketingPeriod(
+        basis=f"entered {config.qualified_stage or date_property}" if date_property else "created",
+        total=Pace(quota=config.monthly_quota * months),
+        teams={t: Pace(quota=q * months) for t, q in config.team_quotas.items()},
+        sources={s: Pace(quota=q * months) for s, q in config.source_quotas.items()},
+    )
+    sources = {s.casefold(): pace for s, pace in figures.sources.items()}
+    query = select(Lead).where(Lead.created_at < period.end, Lead.archived.is_(False))
+    if date_property is None:
+        query = query.where(Lead.created_at >= period.start)
+    delivered = []
+    for lead in session.scalars(query.execution_options(yield_per=BATCH)):
+        if date_property is not None and _qualified_at(lead, date_property) not in period:
+            continue
+        owner = owners.get(lead.owner_id or "")
+        team = agreement.team_for(owner.email, owner.teams).name if owner is not None else None
+        if only_team is not None and team != only_team:
+            continue
+        delivered.append(lead)
+        figures.total.delivered += 1
+        figures.complete += not lead.missing_fields
+        if team in figures.teams:
+            figures.teams[team].delivered += 1
+        if (lead.source or "").casefold() in sources:
+            sources[(lead.source or "").casefold()].delivered += 1
+    figures.feedback = feedback_by_source(delivered, agreement)
+    return figures
+
+
+def _qualified_at(lead: Lead, date_property: str) -> datetime | None:
+    raw = (lead.properties or {}).get(date_property)
+    if not raw:
+        return None
+    try:
+        return parse_hubspot_datetime(str(raw))
+    except ValueError:
+        log.warning("lead %s: %s is not a date (%.40r); not counted", lead.id, date_property, raw)
+        return None
 
 
 def _events(session: Session, period: Period) -> _Events:
@@ -242,21 +302,57 @@ def _rows(figures: PeriodFigures) -> Iterator[tuple[str, str, Segment]]:
             yield dimension, name, figures.by[dimension][name]
 
 
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def pace_fields(pace: Pace) -> dict[str, Any]:
+    return {
+        "delivered": pace.delivered,
+        "quota": round(pace.quota, 1),
+        "attainment_pct": _pct(pace.attainment),
+    }
+
+
+def _marketing_rows(marketing: MarketingPeriod) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Marketing's side as (dimension, segment, fields), for the CSV and JSON."""
+    yield (
+        "marketing",
+        marketing.basis,
+        {**pace_fields(marketing.total), "completeness_pct": _pct(marketing.completeness)},
+    )
+    for dimension, paces in (
+        ("marketing_team", marketing.teams),
+        ("marketing_source", marketing.sources),
+    ):
+        for name in sorted(paces):
+            yield dimension, name, pace_fields(paces[name])
+    for origin in sorted(marketing.feedback):
+        for reason, count in sorted(marketing.feedback[origin].items()):
+            yield "feedback", f"{origin}: {reason}", {"returned": count}
+
+
 def period_csv(figures: PeriodFigures, period: Period) -> str:
+    """One row per segment (sales' side), then marketing's rows; one header for all."""
+    rows = [(d, n, segment_fields(segment)) for d, n, segment in _rows(figures)]
+    if figures.marketing is not None:
+        rows += list(_marketing_rows(figures.marketing))
+    columns = ["period_start", "period_end", "dimension", "segment"]
+    for _, _, fields in rows:
+        columns += [name for name in fields if name not in columns]
     out = io.StringIO()
-    writer: Any = None
-    for dimension, name, segment in _rows(figures):
-        fields = {
-            "period_start": period.start.isoformat(),
-            "period_end": period.end.isoformat(),
-            "dimension": dimension,
-            "segment": name,
-            **segment_fields(segment),
-        }
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(fields), lineterminator="\n")
-            writer.writeheader()
-        writer.writerow({k: "" if v is None else v for k, v in fields.items()})
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", restval="")
+    writer.writeheader()
+    for dimension, name, fields in rows:
+        writer.writerow(
+            {
+                "period_start": period.start.isoformat(),
+                "period_end": period.end.isoformat(),
+                "dimension": dimension,
+                "segment": name,
+                **{k: "" if v is None else v for k, v in fields.items()},
+            }
+        )
     return out.getvalue()
 
 
@@ -265,6 +361,7 @@ def period_json(figures: PeriodFigures, period: Period) -> str:
     for dimension, name, segment in _rows(figures):
         if dimension != "all":
             by[dimension][name] = segment_fields(segment)
+    marketing = figures.marketing
     document = {
         "period": {
             "label": period.label,
@@ -274,6 +371,16 @@ def period_json(figures: PeriodFigures, period: Period) -> str:
         },
         "total": segment_fields(figures.total),
         "by": {dimension: by.get(dimension, {}) for dimension in DIMENSIONS},
+        "marketing": None
+        if marketing is None
+        else {
+            "basis": marketing.basis,
+            **pace_fields(marketing.total),
+            "completeness_pct": _pct(marketing.completeness),
+            "teams": {t: pace_fields(p) for t, p in sorted(marketing.teams.items())},
+            "sources": {s: pace_fields(p) for s, p in sorted(marketing.sources.items())},
+            "feedback": {o: dict(sorted(c.items())) for o, c in sorted(marketing.feedback.items())},
+        },
     }
     return json.dumps(document, indent=2) + "\n"
 
@@ -313,6 +420,8 @@ def period_text(figures: PeriodFigures, period: Period) -> str:
             f"{segment.acknowledged:>4} {segment.snoozed:>6} {segment.early_returns:>10} "
             f"{segment.recycled:>8}"
         )
+    if figures.marketing is not None:
+        lines += ["", *_marketing_text(figures.marketing)]
     lines += [
         "",
         "leads: first-touch clocks started in the period; 1st touch: deadlines in the period met "
@@ -324,3 +433,32 @@ def period_text(figures: PeriodFigures, period: Period) -> str:
 
 def _label(dimension: str, name: str) -> str:
     return "all leads" if dimension == "all" else name
+
+
+def _pace_text(name: str, pace: Pace) -> str:
+    share = pace.attainment
+    return (
+        f"  {name:<28.28} {pace.delivered:>6} of {pace.quota:>7.1f} "
+        f"{'–' if share is None else f'{100 * share:.0f} %':>7}"
+    )
+
+
+def _marketing_text(marketing: MarketingPeriod) -> list[str]:
+    completeness = marketing.completeness
+    lines = [
+        f"Marketing: qualified leads delivered ({marketing.basis} in the period) against the "
+        "period's share of the monthly quota",
+        _pace_text("all", marketing.total),
+    ]
+    lines += [_pace_text(f"team {t}", p) for t, p in sorted(marketing.teams.items())]
+    lines += [_pace_text(f"source {s}", p) for s, p in sorted(marketing.sources.items())]
+    lines.append(
+        "  complete (every required field): "
+        + ("–" if completeness is None else f"{100 * completeness:.0f} %")
+    )
+    if marketing.feedback:
+        lines.append("  returned by sales, per source, by reason:")
+        for origin, reasons in sorted(marketing.feedback.items()):
+            said = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+            lines.append(f"    {origin}: {said}")
+    return lines

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import calendar as month_calendar
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -102,19 +103,7 @@ def _marketing(session: Session, agreement: Agreement, now: datetime) -> Marketi
         (lead.id, lead.display_name, list(lead.missing_fields))
         for lead in incomplete_rows[:MAX_INCOMPLETE_LISTED]
     ]
-    returns = {status for policy in agreement.policies for status in policy.return_statuses}
-    by_source: dict[str, Counter[str]] = defaultdict(Counter)
-    for lead in leads:
-        if lead.status not in returns:
-            continue
-        properties = lead.properties or {}
-        origin = lead.source or "unknown source"
-        if config.campaign_property:
-            origin += f" / {properties.get(config.campaign_property) or 'no campaign'}"
-        reason = lead.status or ""
-        if config.reason_property:
-            reason = str(properties.get(config.reason_property) or "") or f"{reason} (no reason)"
-        by_source[origin][reason] += 1
+    by_source = feedback_by_source(leads, agreement)
     owners = {o.id: o for o in session.scalars(select(Owner)).all()}
     per_team: Counter[str] = Counter()
     per_source: Counter[str] = Counter()
@@ -147,8 +136,37 @@ def _marketing(session: Session, agreement: Agreement, now: datetime) -> Marketi
         days=days,
         incomplete=incomplete,
         incomplete_total=len(incomplete_rows),
-        returns_by_source=dict(by_source),
+        returns_by_source=by_source,
     )
+
+
+class _Returnable(Protocol):
+    status: str | None
+    source: str | None
+    properties: dict[str, Any]
+
+
+def feedback_by_source(
+    leads: Iterable[_Returnable], agreement: Agreement
+) -> dict[str, Counter[str]]:
+    """Sales' feedback: the leads returned to marketing (a return status of a policy), per
+    source (and campaign, if configured), by the reason given (unset: the status)."""
+    config = agreement.config.marketing
+    assert config is not None
+    returns = {status for policy in agreement.policies for status in policy.return_statuses}
+    by_source: dict[str, Counter[str]] = defaultdict(Counter)
+    for lead in leads:
+        if lead.status not in returns:
+            continue
+        properties = lead.properties or {}
+        origin = lead.source or "unknown source"
+        if config.campaign_property:
+            origin += f" / {properties.get(config.campaign_property) or 'no campaign'}"
+        reason = lead.status or ""
+        if config.reason_property:
+            reason = str(properties.get(config.reason_property) or "") or f"{reason} (no reason)"
+        by_source[origin][reason] += 1
+    return dict(by_source)
 
 
 def _share(value: float | None) -> str:
