@@ -7,12 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 
 from tests.e2e.world import Clock, World, make_world
 from worker.cli import main
@@ -191,6 +194,86 @@ def test_the_csv_and_the_table_show_the_same_figures(
     table = report(world, monkeypatch)
     assert "Compliance, 2026-03-23..2026-03-30 (Mon 23 Mar 2026 to Mon 30 Mar 2026" in table
     assert "  Lena Fischer  " in table and "67 %" in table and "2h37m30s" in table
+
+
+def test_the_png_chart_is_drawn_and_not_blank(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    qualify(world, seed(world))
+    out = tmp_path / "review.png"
+    report(world, monkeypatch, "--format", "png", "--output", str(out))
+
+    image = Image.open(out)
+    assert image.format == "PNG" and image.size == (800, 600)
+    colours = Counter({rgb: n for n, rgb in image.convert("RGB").getcolors(800 * 600) or []})
+    assert len(colours) > 50  # lines, bars, text: far from a blank canvas
+    assert colours.most_common(1)[0][1] < 0.95 * 800 * 600
+    assert colours[(0x00, 0x72, 0xB2)] > 20  # the team's line
+    assert colours[(0x56, 0xB4, 0xE9)] > 500  # the quota bar of the period (37.5 %)
+    # The same figures draw the same bytes (no date in the file).
+    again = tmp_path / "again.png"
+    report(world, monkeypatch, "--format", "png", "--output", str(again))
+    assert again.read_bytes() == out.read_bytes()
+
+
+class _Cells(HTMLParser):
+    """The text of each table row of a page, by the table's data-dimension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, list[list[str]]] = {}
+        self.tiles: dict[str, str] = {}
+        self._table = ""
+        self._tile = ""
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "table":
+            self._table = named.get("data-dimension") or ""
+            self.rows[self._table] = []
+        elif tag == "tr":
+            self.rows[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "div" and named.get("class") == "tile" and named.get("id"):
+            self._tile = named["id"] or ""
+        elif tag == "b" and self._tile:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "b" and self._tile and self._cell is not None:
+            self.tiles[self._tile] = "".join(self._cell).strip()
+            self._cell, self._tile = None, ""
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_the_html_page_shows_the_csv_figures_and_escapes_crm_text(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ids = seed(world)
+    qualify(world, ids)
+    crm_edit(world, ids["Ben"], berlin(23, 8), hs_analytics_source="<b>PAID</b>")
+    page = report(world, monkeypatch, "--format", "html")
+    table = csv.DictReader(io.StringIO(report(world, monkeypatch, "--format", "csv")))
+    rows = {(r["dimension"], r["segment"]): r for r in table}
+
+    assert "<b>PAID</b>" not in page and "&lt;b&gt;PAID&lt;/b&gt;" in page
+    assert "<script" not in page and "<svg" in page
+    cells = _Cells()
+    cells.feed(page)
+    assert cells.tiles["received"] == rows[("all", "all")]["received"] == "5"
+    assert cells.tiles["first-touch"] == "60 %"
+    assert cells.tiles["quota"] == "38 %"  # 37.5 in the CSV
+    for name, received, on_time, *_ in cells.rows["rep"][1:]:
+        assert received == rows[("rep", name)]["received"]
+        assert on_time.split(" %")[0] == f"{float(rows[('rep', name)]['first_touch_met_pct']):.0f}"
 
 
 def test_a_team_filter_and_a_bad_period_are_handled(

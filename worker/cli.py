@@ -110,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--team", help="with --period: that team's leads only")
     report.add_argument(
-        "--format", choices=("table", "csv", "json"), default="table", help="with --period"
+        "--format",
+        choices=("table", "csv", "json", "html", "png"),
+        default="table",
+        help="with --period; html and png add the trend over the periods before it",
     )
     report.add_argument("--output", metavar="FILE", help="with --period: write there, not stdout")
 
@@ -344,20 +347,20 @@ def _period_report(
         calendar = agreement.teams[team or next(iter(agreement.teams))].calendar
         now = ctx.clock()
         period = parse_period(period_text, now, ZoneInfo(calendar.timezone))
-        figures = period_report.build_period_figures(
-            ctx.sessions, agreement, period, now, team=team
-        )
-    render = {
-        "table": period_report.period_text,
-        "csv": period_report.period_csv,
-        "json": period_report.period_json,
-    }[form]
-    text = render(figures, period)
+        report = period_report.render(ctx.sessions, agreement, period, now, form, team=team)
+    if isinstance(report, str) and not report.endswith("\n"):
+        report += "\n"
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        Path(output).write_bytes(report.encode("utf-8") if isinstance(report, str) else report)
         print(f"{period.label}: written to {output}")
+    elif isinstance(report, str):
+        print(report, end="")
+    elif sys.stdout.isatty():
+        raise ConfigError("--format png writes an image: give --output FILE or redirect it")
     else:
-        print(text, end="" if text.endswith("\n") else "\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(report)
+        sys.stdout.flush()
     return EXIT_OK
 
 

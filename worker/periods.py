@@ -47,6 +47,14 @@ class Period:
         return days_between(first - timedelta(days=days), first - timedelta(days=1), zone)
 
 
+def trend_of(period: Period, count: int) -> list[Period]:
+    """``count`` periods of the same kind ending with ``period``, oldest first."""
+    periods = [period]
+    while len(periods) < count:
+        periods.append(periods[-1].previous())
+    return periods[::-1]
+
+
 def months_in(period: Period) -> float:
     """How many calendar months the period spans, day by day (a week of November is 7/30): a
     monthly quota times this is the period's quota."""

@@ -18,7 +18,7 @@ import io
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,15 +27,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from worker.charts import Trend, trend_chart
 from worker.config import Agreement, Team
 from worker.crm.hubspot import parse_hubspot_datetime
 from worker.durations import format_duration
 from worker.names import display_name
 from worker.notices import NoticeKind
 from worker.period_figures import DIMENSIONS, MarketingPeriod, Pace, PeriodFigures, Segment
-from worker.periods import Period, months_in
+from worker.periods import Period, months_in, trend_of
 from worker.pipeline.evaluate import engine_inputs, evaluate_bundle
 from worker.pipeline.report import feedback_by_source
+from worker.report_page import report_page
 from worker.sla import LeadEvaluation, Rule, RuleState, select_policy
 from worker.store import queries
 from worker.store.db import session_scope
@@ -57,11 +59,6 @@ class _Events:
     #: Recycled lead → how often, and the owner it was taken from.
     recycled: dict[str, tuple[int, str | None]]
 
-    def leads(self) -> set[str]:
-        return (
-            set(self.escalations) | set(self.acknowledged) | set(self.snoozed) | set(self.recycled)
-        )
-
 
 def build_period_figures(
     sessions: Callable[[], Session],
@@ -74,19 +71,46 @@ def build_period_figures(
 ) -> PeriodFigures:
     """The period's figures; ``team``: that team's leads only; ``progress`` is told how many
     leads were read after each batch."""
-    figures = PeriodFigures(period.label)
+    return build_figures(sessions, agreement, [period], now, team=team, progress=progress)[0]
+
+
+def build_figures(
+    sessions: Callable[[], Session],
+    agreement: Agreement,
+    periods: Sequence[Period],
+    now: datetime,
+    *,
+    team: str | None = None,
+    progress: Callable[[int], None] = lambda _: None,
+) -> list[PeriodFigures]:
+    """The figures of several periods (a trend) in one reading: each lead is judged once."""
+    figures = [PeriodFigures(period.label) for period in periods]
     with session_scope(sessions) as session:
-        events = _events(session, period)
+        windows = [
+            _Window(period, into, _events(session, period))
+            for period, into in zip(periods, figures, strict=True)
+        ]
         owners = {o.id: o for o in session.scalars(select(Owner))}
-        ids = list(
-            session.scalars(select(Lead.id).where(Lead.created_at < period.end).order_by(Lead.id))
-        )
+        end = max(period.end for period in periods)
+        ids = list(session.scalars(select(Lead.id).where(Lead.created_at < end).order_by(Lead.id)))
         for start in range(0, len(ids), BATCH):
             for bundle in queries.load_bundles(session, ids[start : start + BATCH]):
-                _add_lead(figures, bundle, agreement, period, now, events, owners, team)
+                _add_lead(windows, bundle, agreement, now, owners, team)
             progress(min(start + BATCH, len(ids)))
-        figures.marketing = _marketing_period(session, agreement, period, owners, team)
+        for window in windows:
+            window.figures.marketing = _marketing_period(
+                session, agreement, window.period, owners, team
+            )
     return figures
+
+
+@dataclass
+class _Window:
+    """One period being added up: its figures and what happened in it."""
+
+    period: Period
+    figures: PeriodFigures
+    events: _Events
 
 
 def _marketing_period(
@@ -192,46 +216,47 @@ def _events(session: Session, period: Period) -> _Events:
 
 
 def _add_lead(
-    figures: PeriodFigures,
+    windows: Sequence[_Window],
     bundle: queries.LeadBundle,
     agreement: Agreement,
-    period: Period,
     now: datetime,
-    events: _Events,
     owners: dict[str, Owner],
     only_team: str | None,
 ) -> None:
     row = bundle.lead
     owner: Any = bundle.owner
-    if owner is None and row.id in events.recycled:
-        owner = owners.get(events.recycled[row.id][1] or "")
+    recycled_from = next(
+        (w.events.recycled[row.id][1] for w in windows if row.id in w.events.recycled), None
+    )
+    if owner is None and recycled_from is not None:
+        owner = owners.get(recycled_from)
     team = agreement.team_for(
         owner.email if owner is not None else None, owner.teams if owner is not None else []
     )
     if only_team is not None and team.name != only_team:
         return
     judged = evaluate_bundle(bundle, agreement, now)
-    policy = (
-        judged[0].policy
-        if judged
-        else select_policy(engine_inputs(bundle)[0], agreement.policies).name
-    )
+    evaluation = judged[0] if judged is not None else None
     keys = {
         "rep": display_name(owner.first_name, owner.last_name, owner.email, owner.id)
         if owner is not None
         else "unassigned",
         "team": team.name,
-        "policy": policy,
+        "policy": evaluation.policy
+        if evaluation is not None
+        else select_policy(engine_inputs(bundle)[0], agreement.policies).name,
         "source": row.source or "(no source)",
     }
-    lead = _lead_segment(bundle, judged[0] if judged else None, team, period)
-    lead.escalations = events.escalations.get(row.id, 0)
-    lead.acknowledged = events.acknowledged.get(row.id, 0)
-    lead.snoozed = events.snoozed.get(row.id, 0)
-    lead.recycled = events.recycled.get(row.id, (0, None))[0]
-    if not lead.is_empty():
-        for segment in figures.segments(keys):
-            segment.absorb(lead)
+    for window in windows:
+        lead = _lead_segment(bundle, evaluation, team, window.period)
+        events = window.events
+        lead.escalations = events.escalations.get(row.id, 0)
+        lead.acknowledged = events.acknowledged.get(row.id, 0)
+        lead.snoozed = events.snoozed.get(row.id, 0)
+        lead.recycled = events.recycled.get(row.id, (0, None))[0]
+        if not lead.is_empty():
+            for segment in window.figures.segments(keys):
+                segment.absorb(lead)
 
 
 def _lead_segment(
@@ -462,3 +487,36 @@ def _marketing_text(marketing: MarketingPeriod) -> list[str]:
             said = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
             lines.append(f"    {origin}: {said}")
     return lines
+
+
+#: Periods a chart and the page show: the chosen one and those before it.
+TREND_PERIODS = 8
+
+FORMATS = ("table", "csv", "json", "html", "png")
+
+
+def render(
+    sessions: Callable[[], Session],
+    agreement: Agreement,
+    period: Period,
+    now: datetime,
+    form: str,
+    *,
+    team: str | None = None,
+    progress: Callable[[int], None] = lambda _: None,
+) -> str | bytes:
+    """The period's report in ``form`` (one of :data:`FORMATS`); ``png`` and ``html`` also
+    read the periods before it for the trend (one reading for all)."""
+    if form in ("table", "csv", "json"):
+        figures = build_period_figures(
+            sessions, agreement, period, now, team=team, progress=progress
+        )
+        return {"table": period_text, "csv": period_csv, "json": period_json}[form](figures, period)
+    trend = build_figures(
+        sessions, agreement, trend_of(period, TREND_PERIODS), now, team=team, progress=progress
+    )
+    title = f"SLA review: {period.label}" + (f", team {team}" if team else "")
+    if form == "png":
+        return trend_chart(Trend.of(trend), title, "png")
+    svg = trend_chart(Trend.of(trend), title, "svg").decode("utf-8")
+    return report_page(period, trend, svg[svg.index("<svg") :], title=title)
