@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument(
         "--at", help="judge as of this ISO time, UTC unless it has an offset (default: now)"
     )
+    backtest.add_argument(
+        "--since",
+        metavar="DURATION",
+        help="replay the period from this long before --at (e.g. 30d): warnings, breaches, "
+        "escalations, messages per person and day, recycles, and the leads whose outcome changes",
+    )
 
     report = sub.add_parser("report", help="compliance per rep, team and policy; marketing's side")
     report.add_argument(
@@ -205,7 +211,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if command == "health":
         return _health(settings, as_json=args.json, beat=args.beat, live=not args.offline)
     if command == "backtest":
-        return _backtest(settings, Path(args.candidate), args.at)
+        return _backtest(settings, Path(args.candidate), args.at, args.since)
     if command == "report" and args.period:
         return _period_report(settings, args.period, args.team, args.format, args.output)
     if command == "report":
@@ -289,11 +295,15 @@ def _check_config(path: Path) -> int:
     return EXIT_OK
 
 
-def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> int:
+def _backtest(
+    settings: Settings, candidate_path: Path, at_text: str | None, since: str | None
+) -> int:
     from datetime import UTC, datetime
 
     from worker.config import load_agreement
-    from worker.pipeline.backtest import backtest, backtest_text
+    from worker.durations import parse_wall_duration
+    from worker.pipeline.backtest import backtest, backtest_text, replay, replay_text
+    from worker.progress import progress_bar
 
     candidate = load_agreement(candidate_path)
     try:
@@ -302,9 +312,20 @@ def _backtest(settings: Settings, candidate_path: Path, at_text: str | None) -> 
         raise ConfigError(f'--at: "{at_text}" is not an ISO time like 2026-11-24T10:00') from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
+    end = at.astimezone(UTC)
+    try:
+        span = parse_wall_duration(since) if since else None
+    except ValueError as e:
+        raise ConfigError(f'--since: "{since}": {e}') from None
     with open_context(settings) as ctx:
-        result = backtest(ctx.sessions, ctx.agreement, candidate, at.astimezone(UTC))
-    print(backtest_text(result))
+        if span is None:
+            print(backtest_text(backtest(ctx.sessions, ctx.agreement, candidate, end)))
+            return EXIT_OK
+        with progress_bar("replaying") as progress:
+            result = replay(
+                ctx.sessions, ctx.agreement, candidate, end - span, end, progress=progress
+            )
+    print(replay_text(result))
     return EXIT_OK
 
 
@@ -336,6 +357,7 @@ def _period_report(
 ) -> int:
     from worker.periods import parse_period
     from worker.pipeline import period_report
+    from worker.progress import progress_bar
     from worker.store.db import upgrade
 
     upgrade(settings.database_url)
@@ -347,7 +369,10 @@ def _period_report(
         calendar = agreement.teams[team or next(iter(agreement.teams))].calendar
         now = ctx.clock()
         period = parse_period(period_text, now, ZoneInfo(calendar.timezone))
-        report = period_report.render(ctx.sessions, agreement, period, now, form, team=team)
+        with progress_bar(period.label) as progress:
+            report = period_report.render(
+                ctx.sessions, agreement, period, now, form, team=team, progress=progress
+            )
     if isinstance(report, str) and not report.endswith("\n"):
         report += "\n"
     if output:

@@ -67,10 +67,10 @@ def build_period_figures(
     now: datetime,
     *,
     team: str | None = None,
-    progress: Callable[[int], None] = lambda _: None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> PeriodFigures:
     """The period's figures; ``team``: that team's leads only; ``progress`` is told how many
-    leads were read after each batch."""
+    leads of how many were read after each batch."""
     return build_figures(sessions, agreement, [period], now, team=team, progress=progress)[0]
 
 
@@ -81,7 +81,7 @@ def build_figures(
     now: datetime,
     *,
     team: str | None = None,
-    progress: Callable[[int], None] = lambda _: None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[PeriodFigures]:
     """The figures of several periods (a trend) in one reading: each lead is judged once."""
     figures = [PeriodFigures(period.label) for period in periods]
@@ -96,7 +96,7 @@ def build_figures(
         for start in range(0, len(ids), BATCH):
             for bundle in queries.load_bundles(session, ids[start : start + BATCH]):
                 _add_lead(windows, bundle, agreement, now, owners, team)
-            progress(min(start + BATCH, len(ids)))
+            progress(min(start + BATCH, len(ids)), len(ids))
         for window in windows:
             window.figures.marketing = _marketing_period(
                 session, agreement, window.period, owners, team
@@ -503,7 +503,7 @@ def render(
     form: str,
     *,
     team: str | None = None,
-    progress: Callable[[int], None] = lambda _: None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> str | bytes:
     """The period's report in ``form`` (one of :data:`FORMATS`); ``png`` and ``html`` also
     read the periods before it for the trend (one reading for all)."""
