@@ -10,13 +10,14 @@ review looks back on); ``FROM..TO`` takes whole days, both ends included.
 from __future__ import annotations
 
 import calendar as month_calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from worker.errors import ConfigError
 
-#: What ``--period`` accepts besides ``FROM..TO``.
+#: What ``--period`` accepts besides ``FROM..TO``: the last complete one, or with ``this-``
+#: before it the one now running, up to now.
 NAMED = ("week", "month", "quarter")
 
 
@@ -28,6 +29,8 @@ class Period:
     end: datetime
     zone: str
     label: str
+    #: ``week``, ``month``, ``quarter`` or ``days`` (FROM..TO): what :meth:`previous` steps by.
+    kind: str = "days"
 
     def __contains__(self, at: datetime | None) -> bool:
         return at is not None and self.start <= at < self.end
@@ -37,12 +40,12 @@ class Period:
         zone = ZoneInfo(self.zone)
         first = self.start.astimezone(zone).date()
         last = (self.end.astimezone(zone) - timedelta(microseconds=1)).date()
-        if self.label.startswith("week "):
+        if self.kind == "week":
             return week_of(first - timedelta(days=7), zone)
-        if self.label.startswith("Q"):
+        if self.kind == "month":
+            return month_of(_add_months(first.replace(day=1), -1), zone)
+        if self.kind == "quarter":
             return quarter_of(_add_months(first, -3), zone)
-        if first.day == 1 and (last + timedelta(days=1)).day == 1 and _months(first, last) == 1:
-            return month_of(_add_months(first, -1), zone)
         days = (last - first).days + 1
         return days_between(first - timedelta(days=days), first - timedelta(days=1), zone)
 
@@ -69,10 +72,15 @@ def months_in(period: Period) -> float:
 
 
 def parse_period(text: str, now: datetime, zone: ZoneInfo) -> Period:
-    """``week`` | ``month`` | ``quarter`` | ``FROM..TO`` (ISO dates) → the period, or a
+    """``week`` | ``month`` | ``quarter`` (the last complete one) | ``this-week`` |
+    ``this-month`` | ``this-quarter`` (so far) | ``FROM..TO`` (ISO dates) → the period, or a
     :class:`ConfigError` that says what is accepted."""
     wanted = text.strip().lower()
     today = now.astimezone(zone).date()
+    if wanted.startswith("this-") and wanted[5:] in NAMED:
+        current = {"week": week_of, "month": month_of, "quarter": quarter_of}[wanted[5:]]
+        whole = current(today, zone)
+        return replace(whole, end=min(whole.end, now), label=f"{whole.label} so far")
     if wanted == "week":
         return week_of(today - timedelta(days=7), zone)
     if wanted == "month":
@@ -82,7 +90,7 @@ def parse_period(text: str, now: datetime, zone: ZoneInfo) -> Period:
     first_text, sep, last_text = wanted.partition("..")
     if not sep:
         raise ConfigError(
-            f'--period: "{text}" is not week, month, quarter or FROM..TO '
+            f'--period: "{text}" is not week, month, quarter (or this-week, …) or FROM..TO '
             "(e.g. 2026-11-02..2026-11-08)"
         )
     try:
@@ -100,19 +108,18 @@ def week_of(day: date, zone: ZoneInfo) -> Period:
     """The ISO week (Monday to Sunday) holding ``day``."""
     monday = day - timedelta(days=day.weekday())
     year, week, _ = monday.isocalendar()
-    return _period(monday, monday + timedelta(days=7), zone, f"week {year}-W{week:02d}")
+    return _period(monday, monday + timedelta(days=7), zone, f"week {year}-W{week:02d}", "week")
 
 
 def month_of(day: date, zone: ZoneInfo) -> Period:
     first = day.replace(day=1)
-    return _period(first, _add_months(first, 1), zone, f"{first:%B %Y}")
+    return _period(first, _add_months(first, 1), zone, f"{first:%B %Y}", "month")
 
 
 def quarter_of(day: date, zone: ZoneInfo) -> Period:
     first = _quarter_start(day)
-    return _period(
-        first, _add_months(first, 3), zone, f"Q{(first.month - 1) // 3 + 1} {first.year}"
-    )
+    label = f"Q{(first.month - 1) // 3 + 1} {first.year}"
+    return _period(first, _add_months(first, 3), zone, label, "quarter")
 
 
 def days_between(first: date, last: date, zone: ZoneInfo) -> Period:
@@ -120,11 +127,11 @@ def days_between(first: date, last: date, zone: ZoneInfo) -> Period:
     return _period(first, last + timedelta(days=1), zone, f"{first}..{last}")
 
 
-def _period(first: date, after: date, zone: ZoneInfo, label: str) -> Period:
+def _period(first: date, after: date, zone: ZoneInfo, label: str, kind: str = "days") -> Period:
     """Midnight to midnight in ``zone`` (a DST day is 23 or 25 hours long)."""
     start = datetime.combine(first, time(0), zone).astimezone(UTC)
     end = datetime.combine(after, time(0), zone).astimezone(UTC)
-    return Period(start, end, zone.key, label)
+    return Period(start, end, zone.key, label, kind)
 
 
 def _quarter_start(day: date) -> date:
@@ -135,7 +142,3 @@ def _add_months(first: date, months: int) -> date:
     """The first of the month ``months`` after ``first``'s month."""
     index = first.year * 12 + first.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
-
-
-def _months(first: date, last: date) -> int:
-    return (last.year - first.year) * 12 + last.month - first.month + 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from html import escape
+from zoneinfo import ZoneInfo
 
 from worker.durations import format_duration
 from worker.period_figures import DIMENSIONS, MarketingPeriod, Pace, PeriodFigures, Segment
@@ -151,7 +152,10 @@ def report_page(
         f"<h2>By {dimension}</h2>{_table(dimension, figures, before)}" for dimension in DIMENSIONS
     )
     heading = escape(title or f"SLA review: {period.label}")
-    span = f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC ({period.zone})"
+    zone = ZoneInfo(period.zone)
+    first = period.start.astimezone(zone)
+    last = (period.end - timedelta(microseconds=1)).astimezone(zone)
+    span = f"{first:%a %d %b %Y} to {last:%a %d %b %Y} ({period.zone})"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{heading}</title><style>{_STYLE}</style></head><body>"

@@ -1,8 +1,9 @@
 """The HTTP side of ``sla-worker web``: a WSGI app served by waitress.
 
 ``POST /slack/events`` goes to bolt (commands and interactivity share the URL; bolt tells them
-apart), ``GET /healthz`` answers ``ok`` while the process serves (compose's healthcheck), and
-everything else is 404. Waitress is a pure-Python production server: it buffers each request
+apart), ``GET /healthz`` answers ``ok`` while the process serves (compose's healthcheck),
+``GET /dashboard`` is the review page (``worker.web.dashboard``), and everything else is 404.
+Waitress is a pure-Python production server: it buffers each request
 whole before the app sees it and answers from a pool of threads.
 """
 
@@ -25,17 +26,25 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+DASHBOARD_PATH = "/dashboard"
 #: Requests answered at once; a listener only acknowledges and queues, so a few suffice.
 THREADS = 4
 
 
-def make_wsgi_app(bolt_app: App) -> WSGIApplication:
+def make_wsgi_app(bolt_app: App, dashboard: WSGIApplication | None = None) -> WSGIApplication:
+    """Slack's requests at :data:`EVENTS_PATH`, health, and the ``dashboard`` if given."""
     slack = SlackRequestHandler(bolt_app, path=EVENTS_PATH)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") == "GET":
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
+        if (
+            dashboard is not None
+            and environ.get("PATH_INFO") == DASHBOARD_PATH
+            and environ.get("REQUEST_METHOD") == "GET"
+        ):
+            return dashboard(environ, start_response)
         # slack_sdk's SignatureVerifier.is_valid reads the timestamp with int(): a header that
         # is not a number raised ValueError, and bolt answered 500 with a traceback in the log.
         # It is refused as bolt refuses any request that does not verify.
