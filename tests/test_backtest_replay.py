@@ -57,7 +57,7 @@ def config(tmp_path: Path, first_touch: str = "1h") -> Path:
     return path
 
 
-def test_the_shipped_config_against_itself_changes_nothing(
+def test_a_config_against_itself_changes_nothing(
     world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     seed(world)
@@ -93,3 +93,19 @@ def test_a_bad_since_is_named(
     for name, value in world.env().items():
         monkeypatch.setenv(name, value)
     assert main(["backtest", str(config(tmp_path)), "--since", "a month"]) == 2
+
+
+def test_the_shipped_config_replayed_against_itself_changes_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seed(world)
+    replay(world, monkeypatch, config(tmp_path))  # syncs and judges the world's leads
+    shipped = Path(__file__).resolve().parent.parent / "config/sla.yaml"
+    monkeypatch.setenv("SLA_CONFIG", str(shipped))
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    at = world.clock.now.isoformat()
+    assert main(["backtest", str(shipped), "--since", "30d", "--at", at]) == 0
+    text = out.getvalue()
+    assert "over 5 judged leads" in text and "0 leads would change outcome" in text
+    assert row(text, "breaches")[0] == row(text, "breaches")[1]

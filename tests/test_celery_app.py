@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_beat_schedule_follows_the_config() -> None:
     app = make_app(Settings.from_env({"SLA_CONFIG": str(ROOT / "config/sla.yaml")}))
     schedule = app.conf.beat_schedule
-    assert set(schedule) == {"sync", "evaluate", "deliver", "prune", "recycle", "report"}
+    assert set(schedule) == {"sync", "evaluate", "deliver", "prune", "recycle", "report", "review"}
     assert schedule["prune"]["schedule"] == 6 * 3600.0
+    assert schedule["review"]["schedule"] == 15 * 60.0  # the run knows when its slot has come
     assert schedule["sync"]["schedule"] == 120.0
     assert schedule["deliver"]["schedule"] == 15.0
     assert schedule["sync"]["options"]["expires"] == 120.0  # no backlog of stale passes

@@ -73,6 +73,8 @@ def test_every_service_built_from_this_repo_reads_only_the_documented_environmen
         "PROMETHEUS_MULTIPROC_DIR",
         "LOG_FORMAT",
         "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "DASHBOARD_TOKEN",
     }
     for name, service in services().items():
         if "build" in service:
@@ -120,4 +122,6 @@ def test_the_web_service_serves_slack_on_the_host_s_loopback_and_checks_its_heal
     probe = " ".join(web["healthcheck"]["test"])
     assert f"http://127.0.0.1:{DEFAULT_WEB_PORT}/healthz" in probe
     assert web["environment"]["SLACK_SIGNING_SECRET"].startswith("${SLACK_SIGNING_SECRET")
+    # Socket Mode when .env sets it (no public URL); empty by default: HTTP, as above.
+    assert web["environment"]["SLACK_APP_TOKEN"] == "${SLACK_APP_TOKEN:-}"
     assert web["profiles"] == ["web"]  # opt-in: the rest of the stack runs without a Slack app

@@ -172,6 +172,19 @@ def test_durations_become_business_spans() -> None:
             {"schedules": {"digest": ["9am", "25:00"]}},
             '"9am" is not a time of day like 09:00; "25:00" is not a time of day',
         ),
+        # the review's slot, cadence and zone
+        (
+            {"review": {"channel": "#review", "at": "Monday"}},
+            'review.at: "Monday" is not a weekday and a time like "Mon 09:00"',
+        ),
+        (
+            {"review": {"channel": "#review", "then": {"after": "8w", "every": "1q"}}},
+            "review.then.every: Input should be '1w', '2w' or '1mo'",
+        ),
+        (
+            {"review": {"channel": "#review", "timezone": "Berlin"}},
+            'review.timezone: "Berlin" is not an IANA time zone',
+        ),
     ],
 )
 def test_a_config_mistake_names_its_key_path(change: dict[str, Any], expected: str) -> None:
@@ -290,3 +303,32 @@ def test_reference_problems_are_reported_with_the_other_errors_of_the_file() -> 
     assert "policies[0].first_touch" in message
     assert "escalation[1].after: 1 business hour falls due before escalation[0]" in message
     assert "teams: teams." not in message  # each line names its own key once
+
+
+def _fingerprint(section: str | None = None, **values: Any) -> str:
+    """The shipped config's fingerprint with ``values`` set in ``section`` (a path like
+    ``policies.0``; None: the top level)."""
+    data = yaml.safe_load((ROOT / "config/sla.yaml").read_text())
+    where = data
+    for key in section.split(".") if section else []:
+        where = where[int(key)] if key.isdigit() else where[key]
+    where.update(values)
+    return Agreement(parse_config(data)).fingerprint
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "rejudges"),
+    [
+        ("policies.0", {"reassign_restarts_first_touch": True}, False),  # written at its default
+        (None, {"review": {"channel": "#sales-review"}}, False),
+        ("marketing", {"qualified_stage": "lead"}, False),
+        ("recycle", {"approval": "required"}, False),
+        ("teams.emea-sales", {"cover": "ana@example.com"}, False),
+        ("policies.0", {"first_touch": "7h"}, True),
+        ("policies.0", {"reassign_restarts_first_touch": False}, True),
+    ],
+)
+def test_only_what_changes_a_verdict_has_every_lead_judged_again(
+    section: str | None, values: dict[str, Any], rejudges: bool
+) -> None:
+    assert (_fingerprint(section, **values) != _fingerprint()) is rejudges

@@ -31,6 +31,12 @@ def test_wall_durations_count_a_day_as_24_hours() -> None:
     assert parse_wall_duration("1d2h") == timedelta(hours=26)
 
 
+def test_wall_durations_take_whole_weeks_where_business_spans_do_not() -> None:
+    assert parse_wall_duration("8w") == timedelta(days=56)
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration_parts("1w")  # a business span: a week is no number of business days
+
+
 def test_format_duration_reads_back() -> None:
     assert format_duration(timedelta(hours=1, minutes=30)) == "1h30m"
     assert format_duration(timedelta(0)) == "0m"

@@ -27,11 +27,11 @@ def plan(every: str = "1w", then: tuple[timedelta, str] | None = None) -> Review
 def test_weekly_reviews_look_back_on_the_week_before_their_monday() -> None:
     due = latest_due(plan(), at(date(2026, 3, 30), 9, 30), None)
     assert due.slot == at(date(2026, 3, 30), 9)
-    assert due.period.label == "2026-03-23..2026-03-29"
+    assert due.period.label == "week 2026-W13"
     # The clocks went forward on the 29th: the week is an hour short, midnight to midnight.
     assert due.period.end - due.period.start == timedelta(days=7, hours=-1)
     before_nine = latest_due(plan(), at(date(2026, 3, 30), 8, 59), None)
-    assert before_nine.period.label == "2026-03-16..2026-03-22"
+    assert before_nine.period.label == "week 2026-W12"
     wednesday = latest_due(plan(), at(date(2026, 4, 1), 12), None)
     assert wednesday == due
 
@@ -40,7 +40,7 @@ def test_after_eight_weeks_the_review_is_monthly_on_the_first_monday() -> None:
     weekly_then_monthly = plan("1w", (timedelta(weeks=8), "1mo"))
     first = at(date(2026, 1, 5), 9)
     seven_weeks = latest_due(weekly_then_monthly, at(date(2026, 2, 23), 10), first)
-    assert seven_weeks.period.label == "2026-02-16..2026-02-22"
+    assert seven_weeks.period.label == "week 2026-W08"
     monthly = latest_due(weekly_then_monthly, at(date(2026, 3, 2), 9, 5), first)
     assert (monthly.slot, monthly.period.label) == (at(date(2026, 3, 2), 9), "February 2026")
     # A week later the latest slot is still the first Monday of March: nothing new is due.

@@ -77,3 +77,11 @@ def test_the_signing_secret_is_a_secret_redacted_from_logs() -> None:
     assert settings.slack_signing_secret == "8f14e45fceea167a5a36dedd4bea2543"
     assert "8f14e45f" not in repr(settings)
     assert "8f14e45fceea167a5a36dedd4bea2543" in settings.secrets()
+
+
+def test_the_app_level_token_for_socket_mode_is_a_secret_redacted_from_logs() -> None:
+    assert Settings.from_env({}).slack_app_token is None  # unset: HTTP mode
+    settings = Settings.from_env({"SLACK_APP_TOKEN": " xapp-1-A0SLAAPP-1-0123abcd "})
+    assert settings.slack_app_token == "xapp-1-A0SLAAPP-1-0123abcd"
+    assert "0123abcd" not in repr(settings)
+    assert "xapp-1-A0SLAAPP-1-0123abcd" in settings.secrets()

@@ -103,3 +103,42 @@ def test_a_command_is_queued_for_the_workers_and_answered_by_the_task(
     response = world.slack.await_response(answer.response_url)
     assert response["response_type"] == "ephemeral"
     assert "You own no open leads (as lena@example.com" in response["text"]
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(SCRIPT), "web", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_the_dashboard_is_served_to_this_machine_and_off_when_exposed_without_a_token(
+    world: World,
+) -> None:
+    with world.context():
+        pass  # the store exists (a worker made it)
+    process = _serve(world.env())
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # the Slack request URL
+        found = re.search(
+            r"dashboard (http://127\.0\.0\.1:\d+/dashboard)", process.stdout.readline()
+        )
+        assert found
+        page = requests.get(found.group(1), timeout=60)
+        assert page.status_code == 200 and "SLA review: week" in page.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    exposed = _serve({**world.env(), "WEB_HOST": "0.0.0.0"})
+    try:
+        assert exposed.stdout is not None
+        said = exposed.stdout.readline() + exposed.stdout.readline()
+        assert "no dashboard: it listens on 0.0.0.0 and DASHBOARD_TOKEN is not set" in said
+    finally:
+        exposed.terminate()
+        exposed.wait(timeout=10)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("sync", "evaluate", "deliver")
 PRUNE_EVERY = timedelta(hours=6)
+REVIEW_LOOKS_EVERY = timedelta(minutes=15)
 
 #: Each task on a queue of its own kind, so that a long sync (a first sync of a large portal
 #: takes many minutes) never holds back delivery: compose runs sync on a worker of its own
@@ -55,6 +56,7 @@ QUEUE_OF = {
     "prune": "housekeeping",
     "recycle": "housekeeping",
     "report": "housekeeping",
+    "review": "housekeeping",
     # A /sla answer someone waits for: on deliver, the queue of short tasks that talk to Slack
     # now, not behind housekeeping's half-hour recycles and prunes.
     "slack_command": "deliver",
@@ -72,6 +74,8 @@ TIME_LIMITS = {
     "prune": (timedelta(minutes=25), timedelta(minutes=30)),
     "recycle": (timedelta(minutes=25), timedelta(minutes=30)),
     "report": (timedelta(minutes=10), timedelta(minutes=12)),
+    # Reads every stored lead once for eight periods, then one upload.
+    "review": (timedelta(minutes=20), timedelta(minutes=25)),
     # One lead's timeline or one rep's list: seconds. Longer means something hangs, and the
     # person gave up long before.
     "slack_command": (timedelta(minutes=1), timedelta(minutes=2)),
@@ -91,7 +95,8 @@ def make_app(settings: Settings) -> Celery:
 
 
 def beat_schedule(config: SlaConfig) -> dict[str, dict[str, object]]:
-    """Celery beat's schedule from the config's ``schedules`` (and recycle's, marketing's)."""
+    """Celery beat's schedule from the config's ``schedules`` (and recycle's, marketing's,
+    the review's)."""
     schedule: dict[str, dict[str, object]] = {}
     for name in TASKS:
         every = getattr(config.schedules, name)
@@ -117,6 +122,14 @@ def beat_schedule(config: SlaConfig) -> dict[str, dict[str, object]]:
         schedule["report"] = {
             "task": "worker.tasks.report",
             "schedule": parse_schedule(config.marketing.schedule),
+        }
+    if config.review is not None:
+        # The run itself knows whether a slot of the review's cadence has come (and posts a
+        # period once): beat only has to look often enough for the slot's minute.
+        schedule["review"] = {
+            "task": "worker.tasks.review",
+            "schedule": REVIEW_LOOKS_EVERY.total_seconds(),
+            "options": {"expires": REVIEW_LOOKS_EVERY.total_seconds()},
         }
     return schedule
 

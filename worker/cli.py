@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -28,6 +29,8 @@ from worker.settings import Settings
 from worker.store.db import normalise_url
 
 if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
     from worker.pipeline.deliver import Post
     from worker.pipeline.recycle import RecycleItem
 
@@ -123,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--output", metavar="FILE", help="with --period: write there, not stdout")
 
+    sub.add_parser(
+        "review",
+        help="post the review meeting's report (review: in the config) if its slot has come",
+    )
+
     recycle = sub.add_parser("recycle", help="hand stale leads back to marketing nurturing")
     recycle.add_argument("--dry-run", action="store_true", help="list what would change")
     recycle.add_argument("--undo", metavar="RUN_ID", help="write back what a run changed")
@@ -132,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     web.add_argument("--host", help="default: $WEB_HOST or 127.0.0.1")
     web.add_argument("--port", type=int, help="default: $WEB_PORT or 3000; 0: a free port")
+    web.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="take Slack's requests over Socket Mode (no public URL; needs SLACK_APP_TOKEN, "
+        "and is the default when it is set); only GET /healthz listens on the port",
+    )
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -218,6 +232,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.team or args.output or args.format != "table":
             raise ConfigError("--team, --format and --output go with --period")
         return _report(settings, post=args.post, csv_path=args.csv)
+    if command == "review":
+        return _review(settings)
     if command == "recycle":
         return _recycle(settings, dry_run=args.dry_run, undo_run=args.undo)
     if command == "demo":
@@ -249,7 +265,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         app.worker_main(argv)
         return EXIT_OK
     if command == "web":
-        return _web(settings, host=args.host, port=args.port)
+        return _web(settings, host=args.host, port=args.port, socket_mode=args.socket_mode)
     if command in ("fake-hubspot", "fake-slack"):
         return _serve_fake(command, args.port, args.seed)
     raise AssertionError(f"unhandled command {command}")
@@ -389,6 +405,29 @@ def _period_report(
     return EXIT_OK
 
 
+def _review(settings: Settings) -> int:
+    from worker.pipeline.review import ReviewSummary
+    from worker.pipeline.stages import run_stage
+    from worker.store.db import upgrade
+
+    upgrade(settings.database_url)
+    with open_context(settings) as ctx:
+        if ctx.agreement.config.review is None:
+            raise ConfigError("review: the config has no review section (channel, every, at)")
+        summary = run_stage(ctx, "review")
+    assert isinstance(summary, ReviewSummary)
+    if summary.failed:
+        print(f"review not posted (the next run tries again): {summary.failed}", file=sys.stderr)
+        return EXIT_FAILED
+    if summary.already_running:
+        print("another worker is posting the review now")
+    elif summary.posted:
+        print(f"review of {summary.posted} posted")
+    else:
+        print("nothing to post: the latest slot's period was posted already")
+    return EXIT_OK
+
+
 def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
     from worker.pipeline import recycle
     from worker.store.db import upgrade
@@ -421,6 +460,7 @@ def _recycle(settings: Settings, *, dry_run: bool, undo_run: str | None) -> int:
         f"run {summary.run_id}: {summary.due} due, "
         f"{summary.recycled} {verb}, "
         f"{summary.skipped} skipped, {summary.failed} failed, {summary.waiting} over the cap"
+        + (f", {summary.proposed} proposed for approval" if summary.proposed else "")
         + ("" if dry_run else f"; undo with: sla-worker recycle --undo {summary.run_id}")
     )
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED
@@ -494,8 +534,9 @@ def _run_once(settings: Settings, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-def _web(settings: Settings, *, host: str | None, port: int | None) -> int:
-    """Serve Slack's requests until interrupted; commands are answered by the workers."""
+def _web(settings: Settings, *, host: str | None, port: int | None, socket_mode: bool) -> int:
+    """Serve Slack's requests until interrupted; commands are answered by the workers. Over
+    Socket Mode with ``--socket-mode`` or whenever SLACK_APP_TOKEN is set."""
     from worker.web.bolt_app import make_bolt_app
     from worker.web.handoff import submit_action, submit_command
     from worker.web.server import WebServer, serve
@@ -504,12 +545,62 @@ def _web(settings: Settings, *, host: str | None, port: int | None) -> int:
     port = settings.web_port if port is None else port
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: {port} is not a port number (0: a free port)")
+    if socket_mode or settings.slack_app_token:
+        return _web_socket_mode(settings, host, port)
     bolt_app = make_bolt_app(settings, submit_command, submit_action)
+    with ExitStack() as stack:
+        dashboard = _dashboard(settings, host, stack)
 
-    def ready(server: WebServer) -> None:
-        print(f"sla-worker web: Slack request URL {server.events_url}", flush=True)
+        def ready(server: WebServer) -> None:
+            print(f"sla-worker web: Slack request URL {server.events_url}", flush=True)
+            if dashboard is not None:
+                print(f"sla-worker web: dashboard {server.base_url}/dashboard", flush=True)
 
-    serve(bolt_app, host, port, ready=ready)
+        serve(bolt_app, host, port, ready=ready, dashboard=dashboard)
+    return EXIT_OK
+
+
+def _dashboard(settings: Settings, host: str, stack: ExitStack) -> WSGIApplication | None:
+    """The dashboard, over a worker context kept open in ``stack``; None (said why) when the
+    service listens beyond this machine without ``DASHBOARD_TOKEN``."""
+    from worker.web.dashboard import Dashboard
+
+    if not settings.dashboard_token and host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"sla-worker web: no dashboard: it listens on {host} and DASHBOARD_TOKEN is not set",
+            flush=True,
+        )
+        return None
+    try:
+        ctx = stack.enter_context(open_context(settings))
+    except ConfigError as e:
+        print(f"sla-worker web: no dashboard: {e}", flush=True)
+        return None
+    return Dashboard(ctx, settings.dashboard_token)
+
+
+def _web_socket_mode(settings: Settings, host: str, port: int) -> int:
+    from worker.web.bolt_app import make_bolt_app
+    from worker.web.handoff import submit_action, submit_command
+    from worker.web.server import HEALTH_PATH, WebServer
+    from worker.web.socket_mode import app_token, serve_socket_mode
+
+    app_token(settings)  # a missing or mistaken token is named before Slack is asked anything
+    bolt_app = make_bolt_app(settings, submit_command, submit_action, socket_mode=True)
+
+    with ExitStack() as stack:
+        dashboard = _dashboard(settings, host, stack)
+
+        def ready(server: WebServer) -> None:
+            print(
+                f"sla-worker web: connected to Slack over Socket Mode; health {server.base_url}"
+                f"{HEALTH_PATH}",
+                flush=True,
+            )
+            if dashboard is not None:
+                print(f"sla-worker web: dashboard {server.base_url}/dashboard", flush=True)
+
+        serve_socket_mode(bolt_app, settings, host, port, ready=ready, dashboard=dashboard)
     return EXIT_OK
 
 
@@ -540,7 +631,8 @@ def _serve_fake(command: str, port: int, seed: bool) -> int:
         slack.start(port)
         print(
             f"fake Slack on {slack.api_url}  (SLACK_API_URL={slack.api_url} "
-            f"SLACK_BOT_TOKEN={slack.token}); messages received: {slack.base_url}/_messages",
+            f"SLACK_APP_TOKEN={slack.app_token} SLACK_BOT_TOKEN={slack.token}); "
+            f"messages received: {slack.base_url}/_messages",
             flush=True,
         )
         slack.serve_forever()

@@ -14,7 +14,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +36,7 @@ from pydantic import (
 
 from worker.durations import parse_duration_parts, parse_wall_duration
 from worker.errors import ConfigError
+from worker.review_cadence import parse_at
 from worker.schedules import parse_schedule
 from worker.sla import (
     BusinessCalendar,
@@ -329,8 +330,10 @@ class TeamConfig(_Strict):
     channel: str | None = None
     #: Which CRM owners belong here: e-mail addresses, ``team:<CRM team name>``, or ``*``.
     owners: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    #: Who gets the reminders of a rep who is away (``away``); unset: the manager.
+    cover: str | None = None
 
-    @field_validator("manager")
+    @field_validator("manager", "cover")
     @classmethod
     def _manager_email(cls, value: str | None) -> str | None:
         if value is not None and not _EMAIL.match(value):
@@ -436,6 +439,10 @@ class PolicyConfig(_Strict):
     #: Recycle stale leads that never got the follow-up's touches too (default: they stay
     #: with the rep and their follow-up breach escalates).
     recycle_untouched: bool = False
+    #: A lead given to another owner (a *Reassign* from Slack, or in the CRM) starts its clocks
+    #: again at the new assignment; False: they keep running from the first assignment the
+    #: worker saw (``leads.first_assigned_at``).
+    reassign_restarts_first_touch: bool = True
 
     @field_validator("first_touch", "warn_before", "min_open", "recycle_after")
     @classmethod
@@ -548,6 +555,36 @@ class RecycleConfig(_Strict):
     notify_channel: ChannelName | None = None
     #: When the recycle task runs: a duration ("1d") or a cron line in UTC ("0 7 * * 1-5").
     schedule: Schedule = "0 7 * * 1-5"
+    #: ``required``: a run writes nothing back; it asks ``approval_channel`` to approve or
+    #: keep each due lead, and the next run writes back the approved ones.
+    approval: Literal["none", "required"] = "none"
+    #: How long a request waits for a click (wall time); then ``approval_default`` applies.
+    approval_timeout: WallDuration = timedelta(days=1)
+    #: What an unanswered lead gets after ``approval_timeout``.
+    approval_default: Literal["approve", "keep"] = "keep"
+    #: Where the approval request goes (unset: ``notify_channel``).
+    approval_channel: ChannelName | None = None
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"{value} is not a duration above zero, like 4h or 1d")
+        return value
+
+    @model_validator(mode="after")
+    def _approval_has_a_channel(self) -> RecycleConfig:
+        if self.approval == "required" and self.approval_target is None:
+            raise ValueError(
+                "recycle.approval_channel: recycle.approval is required, so the request needs "
+                "a channel: set recycle.approval_channel (or recycle.notify_channel)"
+            )
+        return self
+
+    @property
+    def approval_target(self) -> str | None:
+        """The channel the approval request goes to."""
+        return self.approval_channel or self.notify_channel
 
 
 class MarketingConfig(_Strict):
@@ -619,6 +656,95 @@ class SlackConfig(_Strict):
         return value
 
 
+def _aware(value: Any) -> Any:
+    """A ``from``/``until`` of ``away.reps``: a date (``2026-12-24``: that day's start in the
+    rep's team calendar's time zone) or a time with its zone (``2026-12-24T13:00+01:00``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f'"{text}" is not a date like 2026-12-24 or a time like 2026-12-24T13:00+01:00'
+            ) from None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no time zone: write a date or a time with one")
+    return value
+
+
+class AwayRepConfig(_Strict):
+    """One planned absence: from ``from`` (a date: that day's start) until ``until`` (a date:
+    the start of the day the rep is back)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    email: Annotated[str, AfterValidator(_email)]
+    from_: Annotated[date | datetime, BeforeValidator(_aware)] = Field(alias="from")
+    until: Annotated[date | datetime, BeforeValidator(_aware)]
+
+    @model_validator(mode="after")
+    def _until_after_from(self) -> AwayRepConfig:
+        def key(value: date | datetime) -> tuple[date, bool]:
+            return (value.date(), True) if isinstance(value, datetime) else (value, False)
+
+        if key(self.until) <= key(self.from_) and type(self.until) is type(self.from_):
+            raise ValueError(f"until ({self.until}) must be after from ({self.from_})")
+        return self
+
+
+class AwayConfig(_Strict):
+    """Reps who are away (``/sla away``, their Slack status, this list): their reminders go to
+    the team's ``cover`` (else the manager) and the manager is warned before their leads
+    breach."""
+
+    #: A Slack status whose emoji is one of these, or whose text contains one (case ignored),
+    #: means away until the status expires.
+    markers: list[str] = Field(
+        default_factory=lambda: [":palm_tree:", ":airplane:", "OOO", "out of office", "vacation"]
+    )
+    #: How long a Slack status read is trusted before it is read again (``users.info``).
+    status_cache_for: WallDuration = timedelta(minutes=30)
+    #: Planned absences, besides ``/sla away`` and Slack statuses.
+    reps: list[AwayRepConfig] = Field(default_factory=list)
+
+
+class ReviewThenConfig(_Strict):
+    #: How long after the first review the cadence changes (e.g. 8w).
+    after: WallDuration
+    every: Literal["1w", "2w", "1mo"]
+
+
+class ReviewConfig(_Strict):
+    """The review meeting's post: the period's report, chart and CSV, to ``channel``."""
+
+    channel: ChannelName
+    #: ``1w``: the week before each slot; ``2w``: the two weeks before every other slot;
+    #: ``1mo``: the month before, on the first such weekday of each month.
+    every: Literal["1w", "2w", "1mo"] = "1w"
+    #: A later cadence, once the first review is ``after`` old (weekly, then monthly).
+    then: ReviewThenConfig | None = None
+    #: The weekday and time of a slot, in ``timezone``.
+    at: str = "Mon 09:00"
+    #: Default: the time zone of the first team's calendar.
+    timezone: str | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _weekday_and_time(cls, value: str) -> str:
+        parse_at(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f'"{value}" is not an IANA time zone like Europe/Berlin') from None
+        return value
+
+
 def _default_escalation() -> list[EscalationLevelConfig]:
     return [EscalationLevelConfig(after=BusinessSpan(), notify=["rep"])]
 
@@ -640,6 +766,9 @@ class SlaConfig(_Strict):
     #: Absent: no marketing report, every lead counts as complete.
     marketing: MarketingConfig | None = None
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    away: AwayConfig = Field(default_factory=AwayConfig)
+    #: Absent: no review post (``sla-worker report --period`` still works).
+    review: ReviewConfig | None = None
 
     # Each check of references between sections is a validator of the later section, fed the
     # earlier ones that validated (``info.data``): so a file with a typo in one section still
@@ -736,6 +865,22 @@ class Team:
     calendar: BusinessCalendar
     manager: str | None
     channel: str | None
+    #: Who gets an away rep's reminders (``teams.<name>.cover``); None: the manager.
+    cover: str | None = None
+
+
+#: Left out of the agreement's fingerprint, since they change no verdict: who may act from
+#: Slack (``slack``), who is away or covers (``away``, ``teams.*.cover``), the review post
+#: (``review``), what counts as delivered in a period's report (``marketing.qualified_*``) and
+#: whether recycling asks first (``recycle.approval*``).
+_NOT_IN_VERDICTS: Any = {
+    "slack": True,
+    "away": True,
+    "review": True,
+    "teams": {"__all__": {"cover"}},
+    "marketing": {"qualified_stage", "qualified_date_property"},
+    "recycle": {"approval", "approval_timeout", "approval_default", "approval_channel"},
+}
 
 
 class Agreement:
@@ -747,17 +892,18 @@ class Agreement:
         self.config = config
         #: Changes whenever anything in the validated config that findings and notices depend
         #: on does (not its comments or layout): a new fingerprint has every open lead judged
-        #: again. ``slack`` (who may act from Slack) is left out: it changes no verdict, and a
-        #: store judged before the section existed keeps its fingerprint.
+        #: again. What changes no verdict is left out (``_NOT_IN_VERDICTS``), and so is every
+        #: value left at its default, so that a key added in a later version (at a default that
+        #: keeps today's behaviour) does not have every store judge all its leads again.
         self.fingerprint = hashlib.sha256(
-            config.model_dump_json(exclude={"slack"}).encode()
+            config.model_dump_json(exclude=_NOT_IN_VERDICTS, exclude_defaults=True).encode()
         ).hexdigest()
         self.calendars = {
             name: cal.to_engine(name, cal.timezone) for name, cal in config.calendars.items()
         }
         self._zoned: dict[tuple[str, str], BusinessCalendar] = {}
         self.teams = {
-            name: Team(name, self.calendars[t.calendar], t.manager, t.channel)
+            name: Team(name, self.calendars[t.calendar], t.manager, t.channel, t.cover)
             for name, t in config.teams.items()
         }
         self.policies = tuple(p.to_engine() for p in config.policies)

@@ -34,8 +34,15 @@ def parse_duration_parts(text: str) -> tuple[int, timedelta]:
     return days, timedelta(seconds=seconds)
 
 
+_WEEKS = re.compile(r"^\s*(\d+)\s*w\s*$")
+
+
 def parse_wall_duration(text: str) -> timedelta:
-    """A plain length of time (schedules, time-to-live): days count as 24 hours."""
+    """A plain length of time (schedules, time-to-live): days count as 24 hours; whole weeks
+    (``8w``) too, here only: on a business calendar a week is no number of business days."""
+    weeks = _WEEKS.match(text) if isinstance(text, str) else None
+    if weeks:
+        return timedelta(weeks=int(weeks.group(1)))
     days, time = parse_duration_parts(text)
     return timedelta(days=days) + time
 

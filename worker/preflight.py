@@ -50,6 +50,10 @@ def _channels(config: SlaConfig) -> Iterator[tuple[str, str]]:
         yield "recycle.notify_channel", config.recycle.notify_channel
     if config.marketing is not None and config.marketing.channel:
         yield "marketing.channel", config.marketing.channel
+    if config.recycle is not None and config.recycle.approval_channel:
+        yield "recycle.approval_channel", config.recycle.approval_channel
+    if config.review is not None:
+        yield "review.channel", config.review.channel
 
 
 def _channel_problems(config: SlaConfig, slack: SlackClient) -> Iterator[Problem]:

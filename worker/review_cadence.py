@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from worker.durations import format_duration
 from worker.period_figures import PeriodFigures, Segment
-from worker.periods import Period, days_between, month_of
+from worker.periods import Period, days_between, month_of, week_of
 
 #: Cadences a review may have.
 EVERY = ("1w", "2w", "1mo")
@@ -83,6 +83,8 @@ def latest_due(plan: ReviewPlan, now: datetime, first_posted: datetime | None) -
         if ((slot_day - anchor).days // 7) % 2:
             slot_day -= timedelta(days=7)  # the off week: the last slot was a week earlier
     first = slot_day - timedelta(days=7 * weeks)
+    if weeks == 1 and plan.weekday == 0:
+        return Due(_at(slot_day, plan), week_of(first, plan.zone))  # an ISO week: "week 2026-W13"
     return Due(_at(slot_day, plan), days_between(first, slot_day - timedelta(days=1), plan.zone))
 
 

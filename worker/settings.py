@@ -54,12 +54,19 @@ class Settings:
     web_host: str = DEFAULT_WEB_HOST
     #: 0: any free port (printed at start).
     web_port: int = DEFAULT_WEB_PORT
+    #: The Slack app's app-level token (``xapp-…``, scope ``connections:write``): when set,
+    #: ``sla-worker web`` takes Slack's requests over Socket Mode instead of HTTP.
+    slack_app_token: str | None = field(default=None, repr=False)
+    #: Who may see ``GET /dashboard`` of ``sla-worker web`` when it listens beyond this machine.
+    dashboard_token: str | None = field(default=None, repr=False)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value set, for log redaction."""
         values = (
             self.slack_bot_token,
             self.slack_signing_secret,
+            self.slack_app_token,
+            self.dashboard_token,
             self.hubspot_token,
             self.salesforce_client_secret,
             self.salesforce_refresh_token,
@@ -102,6 +109,8 @@ class Settings:
             slack_signing_secret=secret("SLACK_SIGNING_SECRET"),
             web_host=get("WEB_HOST", DEFAULT_WEB_HOST),
             web_port=_port("WEB_PORT", get("WEB_PORT", str(DEFAULT_WEB_PORT)), "0: any free port"),
+            slack_app_token=secret("SLACK_APP_TOKEN"),
+            dashboard_token=secret("DASHBOARD_TOKEN"),
         )
 
 

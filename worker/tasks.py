@@ -72,6 +72,7 @@ deliver = _stage_task("deliver")
 prune = _stage_task("prune")
 recycle = _stage_task("recycle")
 report = _stage_task("report", post=True)
+review = _stage_task("review")
 
 #: Workers an evaluate pass with more than a batch due asks to join it (PostgreSQL, where a
 #: pass is shared batch by batch): as many as a large deployment runs evaluate processes. A

@@ -120,7 +120,9 @@ def test_an_unexpected_lookup_error_stays_with_that_recipient(world: World, ctx:
     world.add_rep("102", "Jonas Weber", "U0JONAS")
     world.add_lead(owner_id="101", assigned_ago=timedelta(hours=2), name="Maria Lopez")
     world.add_lead(owner_id="102", assigned_ago=timedelta(hours=2), name="Tobias Klein")
-    world.slack.fail_next("users.lookupByEmail", "access_denied", n=1)
+    # Every lookup of Jonas fails: the read of his Slack status (away) and deliver's own.
+    only = {"email": "jonas@example.com"}
+    world.slack.fail_next("users.lookupByEmail", "access_denied", n=99, only=only)
     result = run_once(ctx)
     deliver_summary = result["deliver"]
     assert isinstance(deliver_summary, dict) and deliver_summary["rows_rerouted"] == 1

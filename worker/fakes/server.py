@@ -7,8 +7,10 @@ header) so tests can assert on what a client asked for.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,9 @@ class Response:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # sent as is instead of ``body`` (for malformed-JSON injection)
+    #: A protocol switch (status 101, a WebSocket): after the status and ``headers`` the
+    #: connection is handed to ``takeover(reader, socket)`` until it returns, then closed.
+    takeover: Callable[[io.BufferedIOBase, socket.socket], None] | None = None
 
 
 Handler = Callable[[Request], Response]
@@ -122,6 +127,14 @@ class FakeServer:
                 with fake.lock:
                     fake.requests.append(recorded)
                 response = fake.dispatch(request)
+                if response.takeover is not None:
+                    self.send_response(response.status)
+                    for key, value in response.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.close_connection = True
+                    response.takeover(self.rfile, self.connection)
+                    return
                 payload = (
                     response.raw
                     if response.raw is not None

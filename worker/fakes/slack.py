@@ -11,7 +11,9 @@ clock, and can inject failures, so the real client runs unchanged against it.
 It also plays Slack's side of interactivity: it posts slash commands and interaction payloads
 to an app, signed as Slack signs them (or badly, or late, to see them refused), clicks the
 buttons of messages it holds (a ``block_actions`` payload, :meth:`FakeSlack.click`), and serves
-the ``response_url`` each carries, recording what the app answers there. It must never listen
+the ``response_url`` each carries, recording what the app answers there. The same requests go
+over Socket Mode too (``apps.connections.open`` and the WebSocket it hands out,
+``worker.fakes.socket_mode``: :meth:`FakeSlack.socket_command`, …). It must never listen
 beyond 127.0.0.1, never talk to the real Slack, and never record the token or the signing
 secret in its request log, echo them in a response or show them in a repr.
 """
@@ -27,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -36,10 +38,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 
 from worker.fakes.server import FakeServer, Request, Response
+from worker.fakes.socket_mode import ACK_WITHIN_S, LINK_PATH, SocketAnswer, SocketModeLink
 
 TEAM_ID = "T0FAKETEAM"
 BOT_USER_ID = "U0SLABOT"
 BOT_ID = "B0SLABOT"
+APP_ID = "A0SLAAPP"
 
 # chat.postMessage: "Provide no more than 40,000 characters or risk truncation"
 # (docs.slack.dev/reference/methods/chat.postMessage). The docs say truncation but list
@@ -65,6 +69,12 @@ MAX_OPEN_USERS = 8
 MAX_BUTTON_TEXT_CHARS = 75
 MAX_ACTION_ID_CHARS = 255
 MAX_BUTTON_VALUE_CHARS = 2_000
+#: A static_select's limits (select-menu-element, composition-objects/option-object).
+MAX_SELECT_OPTIONS = 100
+MAX_ACTIONS_ELEMENTS = 25
+MAX_OPTION_TEXT_CHARS = 75
+MAX_OPTION_VALUE_CHARS = 150
+MAX_PLACEHOLDER_CHARS = 150
 MAX_BLOCK_ID_CHARS = 255
 
 _BLOCK_TYPES = frozenset(
@@ -88,6 +98,9 @@ _METHODS = (
     "conversations.list",
     "chat.postMessage",
     "chat.update",
+    "apps.connections.open",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
 )
 
 
@@ -136,6 +149,32 @@ class AppAnswer:
 
 
 @dataclass(frozen=True)
+class SharedFile:
+    """A file uploaded and shared (``files_upload_v2``): its name, title and bytes."""
+
+    filename: str
+    title: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One ``files.completeUploadExternal`` that shared files in a channel, with its comment."""
+
+    channel: str
+    channel_name: str
+    comment: str
+    files: list[SharedFile]
+
+
+@dataclass
+class _PendingFile:
+    filename: str
+    length: int
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
 class MessageUpdate:
     """One accepted ``chat.update``: the new text and blocks of the message at ``ts``."""
 
@@ -154,6 +193,9 @@ class _User:
     tz: str
     deleted: bool
     is_bot: bool
+    status_emoji: str = ""
+    status_text: str = ""
+    status_expiration: int = 0
 
 
 @dataclass
@@ -171,6 +213,8 @@ class _Failure:
     status: int
     retry_after: int | None
     raw_body: bytes | None
+    #: Only calls with these arguments fail (e.g. ``{"email": …}``); empty: every call.
+    only: dict[str, str] = field(default_factory=dict)
 
 
 class _Reject(Exception):
@@ -216,10 +260,13 @@ class FakeSlack(FakeServer):
         clock: Callable[[], float] | None = None,
         channel_rate_per_s: float | None = None,
         signing_secret: str = "fake-signing-secret",
+        app_token: str = "xapp-1-A0SLAAPP-1-fake-app-token",
     ) -> None:
         super().__init__()
         self._token = token
         self._signing_secret = signing_secret
+        self._app_token = app_token
+        self._socket_mode = SocketModeLink(self.lock, APP_ID)
         # response_url id -> the JSON bodies the app posted there, oldest first.
         self._responses: dict[str, list[dict[str, Any]]] = {}
         self._response_ids = itertools.count(1)
@@ -240,6 +287,9 @@ class FakeSlack(FakeServer):
         self._last_ts_micros = 0
         self.messages: list[PostedMessage] = []
         self.updates: list[MessageUpdate] = []
+        self.uploads: list[Upload] = []
+        self._pending_files: dict[str, _PendingFile] = {}
+        self._files_made = 0
         for method in _METHODS:
             handler = self._handler(method)
             # Slack accepts GET and POST for every method; slack_sdk always POSTs.
@@ -249,6 +299,10 @@ class FakeSlack(FakeServer):
         self.route("GET", "/_messages", self._list_messages)
         # The response_url of each command and interaction the fake posts to an app.
         self.route("POST", "/_respond/{response_id}", self._respond)
+        # The upload URLs files.getUploadURLExternal hands out (Slack's carry their own key).
+        self.route("POST", "/_upload/{file_id}", self._receive_upload)
+        # The WebSocket URLs apps.connections.open hands out (Socket Mode).
+        self.route("GET", LINK_PATH, self._socket_mode.accept)
 
     def __repr__(self) -> str:
         where = self.base_url if self._httpd is not None else "stopped"
@@ -278,6 +332,16 @@ class FakeSlack(FakeServer):
         with self.lock:
             self._users[id] = _User(id, email, real_name, tz, deleted, is_bot)
 
+    def set_status(
+        self, user_id: str, emoji: str = "", text: str = "", expiration: int = 0
+    ) -> None:
+        """Set a user's status as they would in Slack (``expiration``: epoch seconds, 0 for
+        none); users.info and users.lookupByEmail return it in ``profile.status_*``."""
+        with self.lock:
+            user = self._users[user_id]
+            user.status_emoji, user.status_text = emoji, text
+            user.status_expiration = expiration
+
     def add_channel(
         self, id: str, name: str, *, is_member: bool = True, is_archived: bool = False
     ) -> None:
@@ -293,8 +357,10 @@ class FakeSlack(FakeServer):
         status: int = 200,
         retry_after: int | None = None,
         raw_body: bytes | None = None,
+        only: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next ``n`` calls of ``method`` with ``error`` instead of doing them.
+        """Answer the next ``n`` calls of ``method`` with ``error`` instead of doing them;
+        with ``only``, the next ``n`` calls with those arguments (one person's lookups).
 
         A 5xx answers with an HTML page, as Slack's edge does when the API behind it fails;
         a 429 carries ``Retry-After: retry_after`` when given. ``raw_body`` replaces the body
@@ -302,7 +368,7 @@ class FakeSlack(FakeServer):
         """
         with self.lock:
             self._failures.setdefault(method, []).append(
-                _Failure(error, n, status, retry_after, raw_body)
+                _Failure(error, n, status, retry_after, raw_body, dict(only or {}))
             )
 
     def _list_messages(self, request: Request) -> Response:
@@ -351,10 +417,17 @@ class FakeSlack(FakeServer):
         """Post a slash command to ``app_url`` as Slack does: a form body with the fields of
         docs.slack.dev/interactivity/implementing-slash-commands, signed. ``bad_signature``
         signs with another secret; ``age`` dates the request back (a replay)."""
+        form = self.command_payload(user_id, text, command)
+        response_url = form["response_url"]
+        return self._post_signed(app_url, urlencode(form), response_url, bad_signature, age)
+
+    def command_payload(self, user_id: str, text: str, command: str = "/sla") -> dict[str, str]:
+        """The fields Slack sends for a slash command (over HTTP as a form, over Socket Mode as
+        an envelope's payload), with a ``response_url`` served by the fake."""
         response_url = self._new_response_url()
         with self.lock:
             user = self._users.get(user_id)
-        form = {
+        return {
             "token": "fake-verification-token",  # deprecated by signing; Slack still sends it
             "team_id": TEAM_ID,
             "team_domain": "fake-workspace",
@@ -369,7 +442,6 @@ class FakeSlack(FakeServer):
             "response_url": response_url,
             "trigger_id": f"{next(self._response_ids)}.{TEAM_ID}.faketrigger",
         }
-        return self._post_signed(app_url, urlencode(form), response_url, bad_signature, age)
 
     def post_interaction(
         self,
@@ -427,13 +499,23 @@ class FakeSlack(FakeServer):
                 for block in blocks
                 for element in _interactive_elements(block)
                 if element.get("action_id") == action_id
-                and (value is None or element.get("value") == value)
+                and (value is None or value in _values_of(element))
             ),
             None,
         )
         if clicked is None:
             raise AssertionError(f"no button {action_id!r} ({value!r}) in message {ts}")
         block, element = clicked
+        # A menu (static_select) sends the option chosen instead of a value and a text.
+        chosen = next((o for o in element.get("options") or [] if o.get("value") == value), None)
+        what: dict[str, Any] = (
+            {
+                "selected_option": json.loads(json.dumps(chosen)),
+                "placeholder": element.get("placeholder"),
+            }
+            if chosen is not None
+            else {"text": element.get("text"), "value": element.get("value")}
+        )
         handle = user.email.split("@", 1)[0] if user else "someone"
         action_ts = f"{time.time():.6f}"
         return {
@@ -469,12 +551,79 @@ class FakeSlack(FakeServer):
                     "type": element.get("type"),
                     "action_id": action_id,
                     "block_id": block["block_id"],
-                    "text": element.get("text"),
-                    "value": element.get("value"),
+                    **what,
                     "action_ts": action_ts,
                 }
             ],
         }
+
+    # -- Slack calling an app over Socket Mode ---------------------------------------------------
+    @property
+    def app_token(self) -> str:
+        """The app-level token ``apps.connections.open`` accepts (``SLACK_APP_TOKEN``)."""
+        return self._app_token
+
+    def socket_command(
+        self,
+        user_id: str,
+        text: str,
+        command: str = "/sla",
+        *,
+        timeout: float = ACK_WITHIN_S,
+    ) -> SocketAnswer:
+        """:meth:`post_command`, over Socket Mode: a ``slash_commands`` envelope to the app's
+        newest connection; whether the app acknowledged it within ``timeout`` seconds."""
+        payload = self.command_payload(user_id, text, command)
+        return self._send_envelope("slash_commands", payload, True, timeout)
+
+    def socket_interaction(
+        self, payload: Mapping[str, Any], *, timeout: float = ACK_WITHIN_S
+    ) -> SocketAnswer:
+        """:meth:`post_interaction`, over Socket Mode: an ``interactive`` envelope. (A
+        ``block_actions`` envelope does not accept a response payload; UNCONFIRMED for the
+        other interaction types, which the worker does not use.)"""
+        body = dict(payload)
+        body.setdefault("response_url", self._new_response_url())
+        return self._send_envelope("interactive", body, False, timeout)
+
+    def socket_click(
+        self,
+        user_id: str,
+        message: PostedMessage,
+        action_id: str,
+        value: str | None = None,
+        *,
+        timeout: float = ACK_WITHIN_S,
+    ) -> SocketAnswer:
+        """:meth:`click`, over Socket Mode."""
+        payload = self.block_actions_payload(user_id, message, action_id, value)
+        return self.socket_interaction(payload, timeout=timeout)
+
+    def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the connected apps to reconnect (Slack's ``disconnect`` message)."""
+        self._socket_mode.disconnect(reason)
+
+    def await_socket(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until an app has opened its ``count``-th Socket Mode connection (in all, and
+        got its ``hello``) and one is open; AssertionError when it does not within ``timeout``."""
+        self._socket_mode.await_connections(count, timeout)
+
+    @property
+    def socket_connections(self) -> int:
+        """Socket Mode connections open now."""
+        return self._socket_mode.open_connections()
+
+    def stop(self) -> None:
+        self._socket_mode.close_all()
+        super().stop()
+
+    def _send_envelope(
+        self, kind: str, payload: dict[str, Any], accepts_response_payload: bool, timeout: float
+    ) -> SocketAnswer:
+        acknowledged, envelope_id, answer = self._socket_mode.send(
+            kind, payload, accepts_response_payload=accepts_response_payload, timeout=timeout
+        )
+        return SocketAnswer(acknowledged, envelope_id, str(payload["response_url"]), answer)
 
     def responses_to(self, response_url: str) -> list[dict[str, Any]]:
         """What the app posted to one of the fake's response URLs, oldest first."""
@@ -568,6 +717,9 @@ class FakeSlack(FakeServer):
             "conversations.list": self._conversations_list,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
+            "apps.connections.open": self._connections_open,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
         implementation = implementations[method]
 
@@ -578,8 +730,11 @@ class FakeSlack(FakeServer):
                 return _error("invalid_form_data")
             with self.lock:
                 try:
-                    self._authenticate(request, args)
-                    injected = self._injected(method)
+                    if method == "apps.connections.open":
+                        self._authenticate_app(request, args)
+                    else:
+                        self._authenticate(request, args)
+                    injected = self._injected(method, args)
                     if injected is not None:
                         return injected
                     if self._call_hook(method, done=False):
@@ -601,6 +756,22 @@ class FakeSlack(FakeServer):
         self._calls[method, done] += 1
         return any([hook(self._calls[method, done]) is True for hook in list(hooks)])
 
+    def _authenticate_app(self, request: Request, args: dict[str, Any]) -> None:
+        """apps.connections.open takes only the app-level token, and only in the Authorization
+        header: "passing it as a POST parameter will result in an error"
+        (api.slack.com/methods/apps.connections.open), which is invalid_auth
+        (slackapi/python-slack-sdk#1877: ``token=xapp-…`` in the form gets invalid_auth, the same
+        token as ``Authorization: Bearer`` succeeds). A bot token gets not_allowed_token_type
+        (slack-ruby/slack-ruby-client#363); a token Slack does not know, invalid_auth."""
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not token:
+            raise _Reject("invalid_auth" if args.pop("token", None) else "not_authed")
+        if hmac.compare_digest(token.encode(), self._token.encode()) or token.startswith("xox"):
+            raise _Reject("not_allowed_token_type")
+        if not hmac.compare_digest(token.encode(), self._app_token.encode()):
+            raise _Reject("invalid_auth")
+
     def _authenticate(self, request: Request, args: dict[str, Any]) -> None:
         header = request.headers.get("authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
@@ -613,14 +784,16 @@ class FakeSlack(FakeServer):
         if self._revoked:
             raise _Reject("token_revoked")
 
-    def _injected(self, method: str) -> Response | None:
-        queue = self._failures.get(method)
-        if not queue:
+    def _injected(self, method: str, args: dict[str, Any]) -> Response | None:
+        queue = self._failures.get(method) or []
+        failure = next(
+            (f for f in queue if all(str(args.get(k)) == v for k, v in f.only.items())), None
+        )
+        if failure is None:
             return None
-        failure = queue[0]
         failure.remaining -= 1
         if failure.remaining <= 0:
-            queue.pop(0)
+            queue.remove(failure)
         headers = {}
         if failure.retry_after is not None:
             headers["Retry-After"] = str(failure.retry_after)
@@ -644,6 +817,12 @@ class FakeSlack(FakeServer):
             bot_id=BOT_ID,
             is_enterprise_install=False,
         )
+
+    def _connections_open(self, args: dict[str, Any]) -> Response:
+        """A WebSocket URL for Socket Mode, ``ws://`` on the fake's loopback address (Slack's
+        are ``wss://wss-….slack.com/link/?ticket=…&app_id=…``). slack_sdk's built-in client
+        speaks plain ``ws://`` to any port but 443."""
+        return _ok(url=self._socket_mode.new_url(self.base_url))
 
     def _lookup_by_email(self, args: dict[str, Any]) -> Response:
         email = str(args.get("email") or "")
@@ -797,8 +976,71 @@ class FakeSlack(FakeServer):
                 "email": user.email,
                 "real_name": user.real_name,
                 "display_name": user.real_name.split(" ", 1)[0],
+                "status_emoji": user.status_emoji,
+                "status_text": user.status_text,
+                "status_expiration": user.status_expiration,
             },
         }
+
+    # files_upload_v2 (docs.slack.dev/messaging/working-with-files#uploading_files): a URL per
+    # file, the bytes POSTed to it, then one call that shares them with a comment.
+    def _get_upload_url(self, args: dict[str, Any]) -> Response:
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except ValueError:
+            length = 0
+        if not filename or length <= 0:
+            raise _Reject("invalid_arguments")
+        self._files_made += 1
+        file_id = f"F{self._files_made:09d}"
+        self._pending_files[file_id] = _PendingFile(filename, length)
+        return _ok(upload_url=f"{self.base_url}/_upload/{file_id}", file_id=file_id)
+
+    def _receive_upload(self, request: Request) -> Response:
+        with self.lock:
+            pending = self._pending_files.get(request.params["file_id"])
+            if pending is None:
+                return Response(404, raw=b"Not Found")
+            if len(request.body) != pending.length:
+                return Response(400, raw=b"length does not match")
+            pending.content = request.body
+        return Response(200, raw=f"OK - {len(request.body)}".encode())
+
+    def _complete_upload(self, args: dict[str, Any]) -> Response:
+        try:
+            listed = json.loads(str(args.get("files") or "[]"))
+        except ValueError:
+            raise _Reject("invalid_arguments") from None
+        shared = []
+        for entry in listed if isinstance(listed, list) else []:
+            pending = self._pending_files.get(str(entry.get("id")))
+            if pending is None or pending.content is None:
+                raise _Reject("file_not_found")
+            title = str(entry.get("title") or pending.filename)
+            shared.append(
+                (str(entry.get("id")), SharedFile(pending.filename, title, pending.content))
+            )
+        if not shared:
+            raise _Reject("invalid_arguments")
+        channel = self._channels.get(str(args.get("channel_id") or ""))
+        if channel is None:
+            raise _Reject("channel_not_found")  # an id, not a name
+        if channel.is_archived:
+            raise _Reject("is_archived")
+        if not channel.is_member:
+            raise _Reject("not_in_channel")
+        for file_id, _ in shared:
+            del self._pending_files[file_id]
+        self.uploads.append(
+            Upload(
+                channel.id,
+                channel.name,
+                str(args.get("initial_comment") or ""),
+                [file for _, file in shared],
+            )
+        )
+        return _ok(files=[{"id": file_id, "title": file.title} for file_id, file in shared])
 
     def _open_dm(self, user_id: str) -> str:
         dm = self._dm_of_user.get(user_id)
@@ -924,6 +1166,12 @@ def _check_blocks(blocks: list[Any]) -> None:
                     _check_text_object(item, MAX_FIELD_CHARS)
             if block.get("accessory") is not None:
                 _check_element(block["accessory"])
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_ACTIONS_ELEMENTS:
+                raise _Reject("invalid_blocks")
+            for element in elements:
+                _check_element(element)
         elif kind == "context":
             elements = block.get("elements")
             if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
@@ -943,6 +1191,9 @@ def _check_element(element: Any) -> None:
     """An interactive element (a section's accessory); buttons are checked in full."""
     if not isinstance(element, dict) or not isinstance(element.get("type"), str):
         raise _Reject("invalid_blocks")
+    if element["type"] == "static_select":
+        _check_static_select(element)
+        return
     if element["type"] != "button":
         return
     _check_text_object(element.get("text"), MAX_BUTTON_TEXT_CHARS, plain_only=True)
@@ -956,6 +1207,31 @@ def _check_element(element: Any) -> None:
         isinstance(value, str) and 1 <= len(value) <= MAX_BUTTON_VALUE_CHARS
     ):
         raise _Reject("invalid_blocks")
+
+
+def _check_static_select(element: dict[str, Any]) -> None:
+    """A menu (docs.slack.dev/reference/block-kit/block-elements/select-menu-element): 1 to
+    100 options, each a plain_text of at most 75 characters and a value of at most 150; a
+    placeholder of at most 150."""
+    if element.get("placeholder") is not None:
+        _check_text_object(element["placeholder"], MAX_PLACEHOLDER_CHARS, plain_only=True)
+    options = element.get("options")
+    if not isinstance(options, list) or not 1 <= len(options) <= MAX_SELECT_OPTIONS:
+        raise _Reject("invalid_blocks")
+    for option in options:
+        if not isinstance(option, dict):
+            raise _Reject("invalid_blocks")
+        _check_text_object(option.get("text"), MAX_OPTION_TEXT_CHARS, plain_only=True)
+        value = option.get("value")
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_OPTION_VALUE_CHARS:
+            raise _Reject("invalid_blocks")
+
+
+def _values_of(element: Mapping[str, Any]) -> list[Any]:
+    """A button's value, or the values of a menu's options (one of which a click chooses)."""
+    if "options" in element:
+        return [o.get("value") for o in element.get("options") or [] if isinstance(o, dict)]
+    return [element.get("value")]
 
 
 def _interactive_elements(block: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -31,11 +31,13 @@ from sqlalchemy.orm import Session
 
 from worker.config import Agreement
 from worker.errors import AuthError, PermanentError, TransientError
-from worker.notices import OVERDUE, Notice, NoticeKind
+from worker.notices import OVERDUE, SNOOZABLE, Notice, NoticeKind
+from worker.pipeline import away
 from worker.pipeline.context import Context
 from worker.pipeline.summary import DETAIL, Summary
+from worker.pipeline.teammates import Rosters, team_rosters, teammates_of_leads
 from worker.sla import RuleState
-from worker.slack.messages import SlackMessage, digest_parts, render_notices
+from worker.slack.messages import SlackMessage, Teammates, digest_parts, render_notices
 from worker.slack.pacing import ChannelPacer
 from worker.slack.sender import RecordingSender, SlackSender
 from worker.store import acknowledgements, outbox, queries
@@ -168,8 +170,25 @@ class _DeliverPass:
         self.summary = DeliverSummary()
         #: Rows of the message Slack just accepted, until they are recorded as sent.
         self._accepted: list[int] = []
+        #: Each team's active owners, for *Reassign* menus (read once, when first needed).
+        self._rosters: Rosters | None = None
 
     def run(self, pacer: ChannelPacer) -> None:
+        # Reminders of reps who are away go to their cover: re-routed before any is planned.
+        try:
+            away.before_delivery(
+                self.slack,
+                self.sessions,
+                self.agreement,
+                self.now,
+                holder=self.holder,
+                lease_for=self.lease_for,
+            )
+        except AuthError as e:
+            with session_scope(self.sessions) as session:
+                _auth_failed(session, e, self.now)
+            self.summary.auth_failed = True
+            return
         with session_scope(self.sessions) as session:
             recipients = outbox.recipients_due(session, self.now)
         try:
@@ -247,8 +266,26 @@ class _DeliverPass:
                 rows = _hold_for_quiet_hours(
                     session, self.agreement, rows, holder, target, now, summary
                 )
-                return _plan_posts(session, recipient, target, rows, now)
+                return _plan_posts(
+                    session, recipient, target, rows, now, self._teammates(session, rows)
+                )
         raise _Stop
+
+    def _teammates(self, session: Session, rows: Sequence[OutboxRow]) -> Teammates:
+        """The *Reassign* menus' teammates of the leads whose lines carry one (a rep's
+        reminder of a warning or breach, a digest's overdue line); the teams' rosters are
+        read once a pass."""
+        lead_ids = [
+            r.lead_id
+            for r in rows
+            if (r.delivery == Delivery.DIRECT and r.kind in SNOOZABLE)
+            or (r.delivery == Delivery.DIGEST and r.kind in OVERDUE)
+        ]
+        if not lead_ids:
+            return {}
+        if self._rosters is None:
+            self._rosters = team_rosters(session, self.agreement)
+        return teammates_of_leads(session, self.agreement, lead_ids, self._rosters)
 
     def _reschedule(self, ids: Sequence[int], due_at: datetime, error: str) -> None:
         with session_scope(self.sessions) as session:
@@ -341,7 +378,12 @@ def notices_of(rows: Sequence[OutboxRow], tz: str | None = None) -> list[Notice]
 
 
 def _report_posts(
-    session: Session, recipient: str, target: Target, rows: list[OutboxRow], now: datetime
+    session: Session,
+    recipient: str,
+    target: Target,
+    rows: list[OutboxRow],
+    now: datetime,
+    teammates: Teammates,
 ) -> list[Post]:
     """A ready-made message per row, as it is."""
     return [
@@ -357,13 +399,19 @@ def _report_posts(
 
 
 def _digest_posts(
-    session: Session, recipient: str, target: Target, rows: list[OutboxRow], now: datetime
+    session: Session,
+    recipient: str,
+    target: Target,
+    rows: list[OutboxRow],
+    now: datetime,
+    teammates: Teammates,
 ) -> list[Post]:
     """One digest, in as many parts as Slack's limits need; each part carries the rows of the
     leads it lists, so a part that fails never makes an earlier part go out again."""
     # Dated by its slot (the latest due time of its rows), not by when the pass ran: a preview
     # of tomorrow's 09:00 digest says 09:00, and a slot caught up late says which slot it is.
-    parts = digest_parts(notices_of(rows, target.tz), at=min(now, max(r.due_at for r in rows)))
+    at = min(now, max(r.due_at for r in rows))
+    parts = digest_parts(notices_of(rows, target.tz), at=at, teammates=teammates)
     return [
         Post(
             recipient,
@@ -381,7 +429,12 @@ def _digest_posts(
 
 
 def _direct_posts(
-    session: Session, recipient: str, target: Target, rows: list[OutboxRow], now: datetime
+    session: Session,
+    recipient: str,
+    target: Target,
+    rows: list[OutboxRow],
+    now: datetime,
+    teammates: Teammates,
 ) -> list[Post]:
     """Leads new to this recipient in one list; news about a lead already named as a reply in
     the thread of the message that named it."""
@@ -400,7 +453,7 @@ def _direct_posts(
         replies = {}
 
     def post(chosen: list[OutboxRow], **where: Any) -> Post:
-        message = render_notices(notices_of(chosen, target.tz))
+        message = render_notices(notices_of(chosen, target.tz), teammates=teammates)
         ids = [r.id for r in chosen]
         return Post(recipient, target.channel, message, ids, attempts=_attempts(chosen), **where)
 
@@ -411,7 +464,7 @@ def _direct_posts(
     return posts
 
 
-_Planner = Callable[[Session, str, Target, list[OutboxRow], datetime], list[Post]]
+_Planner = Callable[[Session, str, Target, list[OutboxRow], datetime, Teammates], list[Post]]
 
 #: In this order: reports, then digests, then reminders.
 _PLANNERS: dict[Delivery, _Planner] = {
@@ -422,13 +475,18 @@ _PLANNERS: dict[Delivery, _Planner] = {
 
 
 def _plan_posts(
-    session: Session, recipient: str, target: Target, rows: list[OutboxRow], now: datetime
+    session: Session,
+    recipient: str,
+    target: Target,
+    rows: list[OutboxRow],
+    now: datetime,
+    teammates: Teammates,
 ) -> list[Post]:
     posts: list[Post] = []
     for delivery, planner in _PLANNERS.items():
         chosen = [r for r in rows if r.delivery == delivery]
         if chosen:
-            planned = planner(session, recipient, target, chosen, now)
+            planned = planner(session, recipient, target, chosen, now, teammates)
             due = {r.id: r.due_at for r in chosen}
             for post in planned:
                 post.due_at = max(due[i] for i in post.row_ids)

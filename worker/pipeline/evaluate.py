@@ -100,6 +100,27 @@ def engine_inputs(bundle: queries.LeadBundle) -> tuple[Lead, list[Touch]]:
     return lead, touches
 
 
+def kept_clock(
+    lead: Lead, first_assigned_at: datetime | None, policy: str, agreement: Agreement
+) -> Lead:
+    """``lead`` with its clocks started at its first assignment when its policy says a
+    reassignment does not restart them (``reassign_restarts_first_touch: false``); as it is
+    otherwise. The engine starts every clock at ``assigned_at``: the CRM's owner-assigned date,
+    which a reassignment moves."""
+    if first_assigned_at is None or lead.assigned_at is None:
+        return lead
+    if first_assigned_at >= lead.assigned_at or policy not in _clocks_kept(agreement):
+        return lead
+    return replace(lead, assigned_at=first_assigned_at)
+
+
+def _clocks_kept(agreement: Agreement) -> frozenset[str]:
+    """The policies whose clocks a reassignment does not restart."""
+    return frozenset(
+        p.name for p in agreement.config.policies if not p.reassign_restarts_first_touch
+    )
+
+
 def lead_facts(bundle: queries.LeadBundle, record_url: str | None) -> LeadFacts:
     row, owner = bundle.lead, bundle.owner
     return LeadFacts(
@@ -136,9 +157,10 @@ def evaluate_bundle(
         owner.email if owner is not None else None, owner.teams if owner is not None else []
     )
     lead, touches = engine_inputs(bundle)
+    policy = select_policy(lead, agreement.policies)
+    lead = kept_clock(lead, row.first_assigned_at, policy.name, agreement)
     if waits_for_completeness and complete_since and lead.assigned_at:
         lead = replace(lead, assigned_at=max(lead.assigned_at, complete_since))
-    policy = select_policy(lead, agreement.policies)
     evaluation = evaluate_lead(
         lead, touches, policy, team.calendar, agreement.touch_rules, agreement.escalation, now
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,6 +60,8 @@ class RecycleSummary(Summary):
     skipped: int = 0
     failed: int = 0
     waiting: int = 0  # due but over the per-run cap
+    #: ``recycle.approval: required``: leads proposed (a request posted) instead of written.
+    proposed: int = 0
     #: Skipped: another worker is recycling (a lease, as for sync).
     already_running: bool = False
     #: ``--undo``: no run has this id.
@@ -81,7 +83,7 @@ def run(ctx: Context, now: datetime, *, dry_run: bool = False) -> RecycleSummary
         ctx.sessions,
         "recycle",
         ctx.clock,
-        lambda _: recycle(ctx.crm, ctx.sessions, ctx.agreement, now),
+        lambda _: recycle(ctx.crm, ctx.sessions, ctx.agreement, now, slack=lambda: ctx.slack),
         when_busy=lambda: RecycleSummary(new_run_id(now), False, already_running=True),
     )
 
@@ -111,12 +113,19 @@ def recycle(
     now: datetime,
     *,
     dry_run: bool = False,
+    slack: Callable[[], object] | None = None,
 ) -> RecycleSummary:
-    """One recycle run (see the module docstring)."""
+    """One recycle run (see the module docstring). With ``recycle.approval: required`` (and
+    not a dry run) it writes back only approved leads and proposes the others
+    (``recycle_approval``); ``slack`` gives the client that updates the request messages."""
     summary = RecycleSummary(new_run_id(now), dry_run)
     config = agreement.config.recycle
     if config is None:
         return summary
+    if config.approval == "required" and not dry_run:
+        from worker.pipeline import recycle_approval  # it builds on this module's steps
+
+        return recycle_approval.recycle_approved(crm, sessions, agreement, now, summary, slack)
     eligible, owners = _eligible_leads(sessions, config, now, summary)
     if not eligible:
         return summary
@@ -126,10 +135,29 @@ def recycle(
             summary.items.append(_item(lead, owners, before, after, "would recycle"))
         summary.recycled = len(planned)  # in a dry run: how many would be
         return summary
+    write_back(crm, sessions, agreement, config, planned, owners, summary, now)
+    return summary
+
+
+def write_back(
+    crm: CrmClient,
+    sessions: Callable[[], Session],
+    agreement: Agreement,
+    config: RecycleConfig,
+    planned: _Planned,
+    owners: Mapping[str, Owner],
+    summary: RecycleSummary,
+    now: datetime,
+    *,
+    also: Callable[[Session, list[str]], None] | None = None,
+) -> None:
+    """Audit, write and record the planned leads; ``also`` runs in the transaction that
+    records the outcomes, with the ids of the leads written back."""
+    if not planned:
+        return
     _audit(sessions, summary.run_id, planned, now)
     result = crm.update_leads({lead_id: after for lead_id, (_, _, after) in planned.items()})
-    _record_outcomes(sessions, agreement, config, planned, owners, result, summary, now)
-    return summary
+    _record_outcomes(sessions, agreement, config, planned, owners, result, summary, now, also)
 
 
 def _eligible_leads(
@@ -137,9 +165,13 @@ def _eligible_leads(
     config: RecycleConfig,
     now: datetime,
     summary: RecycleSummary,
+    *,
+    leaving_out: Collection[str] = (),
+    first: Collection[str] = (),
 ) -> tuple[list[Lead], dict[str, Owner]]:
     """Leads the engine judged due, minus those with a booked meeting or in a protected
-    lifecycle stage, up to the per-run cap (the rest wait for the next run)."""
+    lifecycle stage, up to the per-run cap (the rest wait for the next run). Leads in
+    ``leaving_out`` are not considered; those in ``first`` go before the others."""
     with session_scope(sessions) as session:
         due = list(
             session.scalars(
@@ -156,6 +188,8 @@ def _eligible_leads(
         meetings = _leads_with_future_meetings(session, [lead.id for lead in due], now)
         owners = {o.id: o for o in session.scalars(select(Owner)).all()}
     summary.due = len(due)
+    due = [lead for lead in due if lead.id not in leaving_out]
+    due.sort(key=lambda lead: lead.id not in first)  # stable: the first ones, in order
     eligible: list[Lead] = []
     for lead in due:
         skip = None
@@ -242,9 +276,11 @@ def _record_outcomes(
     result: WriteResult,
     summary: RecycleSummary,
     now: datetime,
+    also: Callable[[Session, list[str]], None] | None = None,
 ) -> None:
     """Each audit row gets its outcome; a recycled lead is marked for the next sync and its
-    rep and marketing hear of it."""
+    rep and marketing hear of it; ``also`` is told the recycled leads, in the same
+    transaction."""
     with session_scope(sessions) as session:
         audits = {
             a.lead_id: a
@@ -272,6 +308,8 @@ def _record_outcomes(
             summary.items.append(_item(lead, owners, before, after, "recycled"))
             envelopes += _notices(agreement, config, lead, owners, summary.run_id, now)
         outbox.enqueue(session, envelopes, now)
+        if also is not None:
+            also(session, [lead_id for lead_id in planned if lead_id not in result.failed])
 
 
 def undo(

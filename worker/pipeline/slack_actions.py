@@ -15,7 +15,9 @@ may act on the lead (the rule of ``worker.permissions``, as for ``/sla``), wheth
 the lead's open one; then what the button does (:data:`_BUTTONS`, by ``action_id``) and the
 audit row. Then, to Slack: the clicked message is updated in place (``chat.update``) to show
 what was done, and anything else is answered to the clicker alone through the payload's
-``response_url``. A refusal changes nothing but the audit.
+``response_url``. A refusal changes nothing but the audit. A choice in the *Reassign* menu
+(:data:`REASSIGN`) is decided and carried out by ``slack_reassign`` (it writes the CRM, so
+outside these transactions), then audited and shown here the same way.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from worker.pipeline.slack_callers import Caller, SlackDirectory, access_to, ide
 from worker.pipeline.timing import direct_due_at
 from worker.sla import BusinessCalendar, RuleState
 from worker.slack import replies
+from worker.slack.approvals import APPROVAL_BUTTONS
 from worker.slack.messages import (
     ACKNOWLEDGE,
+    REASSIGN,
     SNOOZE_1H,
     SNOOZE_TOMORROW,
     TOUCHED,
@@ -88,10 +92,15 @@ class BlockAction:
         message = payload.get("message") or {}
         channel = payload.get("channel") or {}
         blocks = message.get("blocks")
+        # A menu's choice (the *Reassign* static_select) is its selected option's value.
+        selected = action.get("selected_option") or {}
+        value = action.get("value") or (
+            selected.get("value") if isinstance(selected, Mapping) else ""
+        )
         return cls(
             user_id=str((payload.get("user") or {}).get("id") or ""),
             action_id=str(action.get("action_id") or ""),
-            value=str(action.get("value") or ""),
+            value=str(value or ""),
             response_url=str(payload.get("response_url") or ""),
             channel_id=str(container.get("channel_id") or channel.get("id") or ""),
             message_ts=str(container.get("message_ts") or message.get("ts") or ""),
@@ -169,13 +178,25 @@ def run(
     updated in place, or an answer to the clicker alone. A reply Slack refuses is noted in
     the audit and raised (the clicker saw nothing; the task is recorded as failed)."""
     caller = identify(ctx, now, action.user_id, directory or slack_client(ctx))
+    if action.action_id in APPROVAL_BUTTONS:
+        from worker.pipeline import recycle_decisions  # it builds on this module
+
+        return recycle_decisions.on_click(
+            ctx, now, action, caller, updater=updater or slack_client(ctx), reply=reply
+        )
+    decided: ActionAnswer | None = None
+    if action.action_id == REASSIGN:
+        from worker.pipeline import slack_reassign  # it builds on this module
+
+        # Decides, writes the CRM and refreshes in transactions of its own.
+        decided, now = slack_reassign.carry_out(ctx, now, action, caller, sleep=sleep)
     if action.action_id == TOUCHED:
         with session_scope(ctx.sessions) as session:
             allowed = isinstance(_click_of(session, ctx, now, action, caller), _Click)
         if allowed:  # outside the transaction: the stages write in their own
             now = refresh(ctx, sleep=sleep)
     with session_scope(ctx.sessions) as session:
-        answer = _carry_out(session, ctx, now, action, caller)
+        answer = decided or _carry_out(session, ctx, now, action, caller)
         audit_id = record_action(
             session,
             at=now,
@@ -254,11 +275,22 @@ def _click_of(
     breach = BreachRef.parse(action.value)
     if breach is None:
         return ActionAnswer("not found: not a breach", reply=_UNKNOWN)
-    bundles = queries.load_bundles(session, [breach.lead_id])
+    bundle = lead_to_act_on(session, ctx, caller, breach.lead_id, "act on")
+    if isinstance(bundle, ActionAnswer):
+        return bundle
+    assert caller.email is not None
+    return _Click(session, ctx, now, action, caller, caller.email, breach, bundle)
+
+
+def lead_to_act_on(
+    session: Session, ctx: Context, caller: Caller, lead_id: str, verb: str
+) -> queries.LeadBundle | ActionAnswer:
+    """The lead, when it is in the store and the caller may ``verb`` it (its owner, their
+    manager, an admin: ``worker.permissions``); else the answer saying why not."""
+    bundles = queries.load_bundles(session, [lead_id])
     if not bundles:
-        text = f"Lead {escape(breach.lead_id)} is no longer in the store: nothing to do."
-        return ActionAnswer("not found", breach.lead_id, text)
-    lead_id = breach.lead_id
+        text = f"Lead {escape(lead_id)} is no longer in the store: nothing to do."
+        return ActionAnswer("not found", lead_id, text)
     if caller.email is None:
         text = (
             "Slack did not tell the SLA worker your e-mail address, so it cannot tell whether "
@@ -267,8 +299,8 @@ def _click_of(
         return ActionAnswer("refused: no e-mail for the Slack user", lead_id, text)
     access = access_to(session, ctx, lead_id)
     if not access.allows(caller.email):
-        return ActionAnswer("refused", lead_id, replies.refusal(lead_id, access.who(), "act on"))
-    return _Click(session, ctx, now, action, caller, caller.email, breach, bundles[0])
+        return ActionAnswer("refused", lead_id, replies.refusal(lead_id, access.who(), verb))
+    return bundles[0]
 
 
 @dataclass(frozen=True)
@@ -570,5 +602,6 @@ _BUTTONS: dict[str, Callable[[_Click], ActionAnswer]] = {
     SNOOZE_TOMORROW: _snooze,
     TOUCHED: _touched,
 }
-#: The ``action_id`` s ``sla-worker web`` listens for.
-BUTTONS = tuple(_BUTTONS)
+#: The ``action_id`` s ``sla-worker web`` listens for: the buttons, the *Reassign* menu
+#: (``slack_reassign``) and a recycle approval request's buttons (``recycle_decisions``).
+BUTTONS = (*_BUTTONS, REASSIGN, *APPROVAL_BUTTONS)

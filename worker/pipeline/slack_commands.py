@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from worker.errors import SlaWorkerError
 from worker.explain import explain_text
 from worker.leads import list_leads
+from worker.pipeline import away
 from worker.pipeline.context import Context
 from worker.pipeline.slack_callers import (
     Caller,
@@ -186,10 +187,27 @@ def _mine(ctx: Context, now: datetime, caller: Caller, arguments: str) -> Comman
         email=caller.email,
         now=now,
     )
+    note = away.away_note(ctx, now, caller.email, tz)
+    if note is not None:
+        text = f"{note}\n{text}"
     return CommandAnswer(text, f"answered: {len(lines)} leads")
 
 
-SUBCOMMANDS: dict[str, Subcommand] = {"explain": _explain, "mine": _mine, "help": _help}
+def _away(ctx: Context, now: datetime, caller: Caller, arguments: str) -> CommandAnswer:
+    return CommandAnswer(*away.away_answer(ctx, now, caller, arguments))
+
+
+def _back(ctx: Context, now: datetime, caller: Caller, arguments: str) -> CommandAnswer:
+    return CommandAnswer(*away.back_answer(ctx, now, caller, arguments))
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "explain": _explain,
+    "mine": _mine,
+    "away": _away,
+    "back": _back,
+    "help": _help,
+}
 
 
 # -- leads and who may see them ---------------------------------------------------------------

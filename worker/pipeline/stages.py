@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from worker import metrics
 from worker.errors import ConfigError, SlaWorkerError
 from worker.logs import log_fields, new_run_id
-from worker.pipeline import deliver, evaluate, prune, recycle, report, sync
+from worker.pipeline import deliver, evaluate, prune, recycle, report, review, sync
 from worker.pipeline.context import Context
 from worker.pipeline.deliver import Post
 from worker.pipeline.summary import Summary
@@ -39,6 +39,7 @@ STAGES: dict[str, Stage] = {
     "deliver": deliver.run,
     "recycle": recycle.run,
     "report": report.run,
+    "review": review.run,
     "prune": prune.run,
 }
 

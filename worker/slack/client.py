@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPException
 from typing import Any
 from urllib.request import HTTPRedirectHandler, Request
@@ -95,6 +95,11 @@ class SlackUser:
     #: The profile's e-mail, from ``user_by_id`` (needs ``users:read.email``); None when
     #: Slack gives none (a bot) and from a lookup by e-mail (the caller has it).
     email: str | None = None
+    #: The profile's status (``profile.status_emoji``, ``status_text``) and when it expires
+    #: (``status_expiration``, epoch seconds; 0 means never: None here).
+    status_emoji: str = ""
+    status_text: str = ""
+    status_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,36 @@ class SlackClient:
             if not cursor:
                 return found
 
+    def upload_files(
+        self, channel: str, comment: str, files: Sequence[tuple[str, str, bytes]]
+    ) -> str:
+        """Share ``files`` (name, title, content) in ``channel`` (an id, or ``#name``) with
+        ``comment`` as their message; the first file's id. Through ``files_upload_v2``: Slack
+        retired ``files.upload`` (2025-11-12), and its successor shares by channel *id*
+        (``files.completeUploadExternal``), so a name is looked up first (needs
+        ``channels:read``); the bot must be in the channel and needs ``files:write``."""
+        channel_id = channel
+        if channel.startswith("#"):
+            name = channel[1:]
+            found = next((c for c in self.channels() if c.name == name), None)
+            if found is None:
+                raise PermanentError(
+                    f"Slack has no channel {channel} the bot can see", code="channel_not_found"
+                )
+            channel_id = found.id
+        uploads = [
+            {"filename": filename, "title": title, "content": content}
+            for filename, title, content in files
+        ]
+        data = self._call(
+            "files.completeUploadExternal",
+            lambda: self._web.files_upload_v2(
+                file_uploads=uploads, channel=channel_id, initial_comment=comment
+            ),
+        )
+        shared = data.get("files") or [{}]
+        return str(shared[0].get("id") or "")
+
     def check_auth(self) -> None:
         """Raise :class:`AuthError` unless the token works (``auth.test``)."""
         self._call("auth.test", self._web.auth_test)
@@ -300,7 +335,19 @@ def _user(user: Mapping[str, Any]) -> SlackUser:
         name=str(user.get("real_name") or profile.get("real_name") or user.get("name") or ""),
         tz=user.get("tz") or None,
         deleted=bool(user.get("deleted", False)),
+        status_emoji=str(profile.get("status_emoji") or ""),
+        status_text=str(profile.get("status_text") or ""),
+        status_expires_at=_expiration(profile.get("status_expiration")),
     )
+
+
+def _expiration(value: Any) -> datetime | None:
+    """``status_expiration`` (epoch seconds, 0 or absent: never) as an aware UTC instant."""
+    try:
+        seconds = int(value or 0)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 def _retry_after(headers: Mapping[str, Any]) -> timedelta:

@@ -67,6 +67,15 @@ REMINDER_BUTTONS = (*SNOOZES, TOUCHED)
 CONTROLS_CHARS = 400
 #: Names in an acknowledgement note are cut to this (a Slack real name can be long).
 MAX_NAME_CHARS = 80
+#: The ``action_id`` of the *Reassign* menu (a ``static_select``) on a rep reminder's line and
+#: on a digest's overdue line; each option's ``value`` is :func:`reassign_value`.
+REASSIGN = "reassign"
+#: Slack's limits for a static_select (docs.slack.dev/reference/block-kit/block-elements/
+#: select-menu-element, composition-objects/option-object): at most 100 options, an option's
+#: text at most 75 characters and its value at most 150.
+MAX_SELECT_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
 
 
 #: CRM text (a name, a company) longer than this is cut in messages: one runaway value must not
@@ -183,35 +192,60 @@ class SlackMessage:
         return cls(str(payload["text"]), list(payload.get("blocks") or []))
 
 
-def render_notices(notices: Sequence[Notice]) -> SlackMessage:
+#: Lead id → the teammates (display name, CRM owner id) its *Reassign* menu offers.
+Teammates = Mapping[str, Sequence[tuple[str, str]]]
+
+
+def render_notices(
+    notices: Sequence[Notice], *, teammates: Teammates | None = None
+) -> SlackMessage:
     """One message for everything one recipient gets at once, oldest deadline first.
 
     A single notice reads as a single-lead reminder with what to do; several as a short list.
+    ``teammates``: a reminder's line about a lead listed there gets a *Reassign* menu.
     """
     if not notices:
         raise ValueError("nothing to render")
     ordered = sorted(_distinct(notices)[0], key=lambda n: (n.deadline_at, n.lead_name))
     if len(ordered) == 1:
-        return _render_single(ordered[0])
-    return _render_list(ordered)
+        return _render_single(ordered[0], teammates or {})
+    return _render_list(ordered, teammates or {})
 
 
 def _undeliverable_note(notices: Sequence[Notice]) -> str | None:
     """A fallback copy says whom it could not reach, so the reader knows why they got it."""
-    missed = sorted(
-        {(n.undeliverable_to, n.undeliverable_because) for n in notices if n.undeliverable_to}
+    # A reminder of a rep who is away, handed to their cover (worker.pipeline.away).
+    covering = sorted(
+        {
+            (n.rep_name, n.undeliverable_because or "")
+            for n in notices
+            if n.undeliverable_to and (n.undeliverable_because or "").startswith("away ")
+        }
     )
-    if not missed:
-        return None
-    who = ", ".join(f"{escape(to or '')} ({escape(why or 'unknown reason')})" for to, why in missed)
-    return f":warning: Could not deliver to {who}; sent to you instead."
+    missed = sorted(
+        {
+            (n.undeliverable_to, n.undeliverable_because)
+            for n in notices
+            if n.undeliverable_to and not (n.undeliverable_because or "").startswith("away ")
+        }
+    )
+    notes = [
+        f":palm_tree: {escape(clip(rep, MAX_NAME_CHARS))} is {escape(why)} — you are covering:"
+        for rep, why in covering
+    ]
+    if missed:
+        who = ", ".join(
+            f"{escape(to or '')} ({escape(why or 'unknown reason')})" for to, why in missed
+        )
+        notes.append(f":warning: Could not deliver to {who}; sent to you instead.")
+    return " ".join(notes) or None
 
 
-def _render_single(notice: Notice) -> SlackMessage:
+def _render_single(notice: Notice, teammates: Teammates) -> SlackMessage:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _line(notice)}}
     ]
-    controls = _reminder_buttons_of(notice)
+    controls = _reminder_buttons_of(notice, teammates)
     if controls is not None:
         blocks.append(controls)
     note = _undeliverable_note([notice])
@@ -230,7 +264,7 @@ def _render_single(notice: Notice) -> SlackMessage:
     return SlackMessage(text=text.strip()[:MAX_TEXT_CHARS], blocks=blocks)
 
 
-def _render_list(notices: Sequence[Notice]) -> SlackMessage:
+def _render_list(notices: Sequence[Notice], teammates: Teammates) -> SlackMessage:
     # As many leads as fit both the count and the size budget (Slack refuses a message whose
     # blocks add up past ~13k characters); the rest are counted in a closing line.
     lines_shown: list[str] = []
@@ -263,11 +297,16 @@ def _render_list(notices: Sequence[Notice]) -> SlackMessage:
     room = MAX_BLOCKS - len(blocks) - len(lines_shown) - closing
     for line, notice in zip(lines_shown, shown, strict=True):
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
-        controls = _reminder_buttons_of(notice)
-        if controls is not None and room > 0 and size + CONTROLS_CHARS <= MAX_MESSAGE_CHARS - 500:
-            blocks.append(controls)
-            room -= 1
-            size += CONTROLS_CHARS
+        if room <= 0:
+            continue
+        # With the Reassign menu while it fits, else the buttons alone.
+        for controls in (_reminder_buttons_of(notice, teammates), _reminder_buttons_of(notice)):
+            cost = CONTROLS_CHARS + _menu_chars(controls)
+            if controls is not None and size + cost <= MAX_MESSAGE_CHARS - 500:
+                blocks.append(controls)
+                room -= 1
+                size += cost
+                break
     if len(notices) > len(shown):
         blocks.append(
             {
@@ -292,14 +331,20 @@ class DigestPart:
     carries: list[int]
 
 
-def render_digest(notices: Sequence[Notice], *, at: datetime) -> list[SlackMessage]:
+def render_digest(
+    notices: Sequence[Notice], *, at: datetime, teammates: Teammates | None = None
+) -> list[SlackMessage]:
     """The digest's messages (see :func:`digest_parts`)."""
-    return [part.message for part in digest_parts(notices, at=at)]
+    return [part.message for part in digest_parts(notices, at=at, teammates=teammates)]
 
 
-def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]:
+def digest_parts(
+    notices: Sequence[Notice], *, at: datetime, teammates: Teammates | None = None
+) -> list[DigestPart]:
     """A manager's digest: overdue leads grouped by rep, oldest deadline first, with counts
     per rule; split across as many messages as Slack's limits require, losing no lead.
+    ``teammates``: an overdue line about a lead listed there gets a *Reassign* menu (in an
+    actions block under it) while the full lines fit in one message with the menus.
 
     Limits relied on (docs.slack.dev/reference/block-kit/blocks): at most 50 blocks per
     message and 3,000 characters per section; and :data:`MAX_MESSAGE_CHARS` in all.
@@ -331,24 +376,28 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
     # first (grouped per rep, no buttons: a button needs a section of its own, and a section
     # per lead would split a long digest into many parts), and parts only when even those
     # do not fit (then nothing is left out).
-    sections = _line_sections(reps, by_rep)
+    sections = _line_sections(reps, by_rep, teammates or {})
+    if teammates and sum(section.size for section in sections) > MAX_MESSAGE_CHARS - 600:
+        sections = _line_sections(reps, by_rep, {})  # no room for the menus: buttons only
     if sum(section.size for section in sections) > MAX_MESSAGE_CHARS - 600:
         sections = _digest_sections(reps, by_rep, _compact_digest_line)
         counts += " · _a compact list: too many leads for Acknowledge buttons_"
     note = _undeliverable_note(notices)
     parts: list[list[_Section]] = [[]]
-    size = 0
+    size = count = 0
     budget_blocks = MAX_BLOCKS - 3  # title, counts and an optional note
     for section in sections:
         if parts[-1] and (
-            len(parts[-1]) >= budget_blocks or size + section.size > MAX_MESSAGE_CHARS - 600
+            count + section.blocks > budget_blocks or size + section.size > MAX_MESSAGE_CHARS - 600
         ):
             # A rep's heading goes with the rep's first lead into the next part.
             heading = [parts[-1].pop()] if len(parts[-1]) > 1 and parts[-1][-1].heading else []
             parts.append(heading)
             size = sum(s.size for s in heading)
+            count = sum(s.blocks for s in heading)
         parts[-1].append(section)
         size += section.size
+        count += section.blocks
     rendered = []
     for number, part in enumerate(parts, start=1):
         suffix = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
@@ -358,7 +407,7 @@ def digest_parts(notices: Sequence[Notice], *, at: datetime) -> list[DigestPart]
         ]
         if note and number == 1:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-        blocks += [section.block() for section in part]
+        blocks += [block for section in part for block in section.rendered()]
         message = SlackMessage(text=f"{title}{suffix}.", blocks=blocks)
         carried = [i for section in part for p in section.carries for i in stands_for[p]]
         rendered.append(DigestPart(message, carried))
@@ -389,16 +438,28 @@ class _Section:
     acknowledges: str | None = None
     #: A rep's heading, kept with the rep's first line when the digest is split.
     heading: bool = False
+    #: The line's *Reassign* menu (:func:`reassign_control`), in an actions block under it.
+    reassign: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
-        return len(self.text) + (BUTTON_CHARS if self.acknowledges else 0)
+        return (
+            len(self.text)
+            + (BUTTON_CHARS if self.acknowledges else 0)
+            + (_menu_chars(self.reassign) + BUTTON_CHARS if self.reassign else 0)
+        )
 
-    def block(self) -> dict[str, Any]:
+    @property
+    def blocks(self) -> int:
+        return 2 if self.reassign else 1
+
+    def rendered(self) -> list[dict[str, Any]]:
         block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": self.text}}
         if self.acknowledges:
             block["accessory"] = acknowledge_button(self.acknowledges)
-        return block
+        if self.reassign is None:
+            return [block]
+        return [block, {"type": "actions", "elements": [self.reassign]}]
 
 
 def acknowledge_button(reference: str) -> dict[str, Any]:
@@ -439,20 +500,86 @@ def reminder_buttons(reference: str) -> dict[str, Any]:
     }
 
 
-def _reminder_buttons_of(notice: Notice) -> dict[str, Any] | None:
-    """The buttons under a warning's or a breach's line; None for other kinds (and for a
-    reference too long for a button's value)."""
+def reassign_value(lead_id: str, owner_id: str) -> str:
+    """A *Reassign* option's value: the lead and the CRM owner chosen, ``1001|77``."""
+    return f"{lead_id}|{owner_id}"
+
+
+def parse_reassign_value(value: str) -> tuple[str, str] | None:
+    """``(lead id, owner id)`` from an option Slack returned; None when it is not one (a
+    forged or garbled value). The owner id is what follows the last bar."""
+    lead_id, bar, owner_id = value.rpartition("|")
+    if not bar or not lead_id or not owner_id:
+        return None
+    return lead_id, owner_id
+
+
+def reassign_control(lead_id: str, teammates: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
+    """The *Reassign* menu for the lead ``lead_id``: a ``static_select`` with one option per
+    teammate (display name, CRM owner id), sorted by name; the first
+    :data:`MAX_SELECT_OPTIONS` only (Slack's limit: the caller logs when it cuts). None when
+    there is no teammate to choose (or none whose value fits in an option)."""
+    options = []
+    for name, owner_id in sorted(teammates, key=lambda t: (t[0].casefold(), t[1])):
+        value = reassign_value(lead_id, owner_id)
+        if len(value) > MAX_OPTION_VALUE:
+            continue
+        label = clip(" ".join(name.split()) or owner_id, MAX_OPTION_TEXT)
+        options.append({"text": {"type": "plain_text", "text": label}, "value": value})
+        if len(options) == MAX_SELECT_OPTIONS:
+            break
+    if not options:
+        return None
+    return {
+        "type": "static_select",
+        "action_id": REASSIGN,
+        "placeholder": {"type": "plain_text", "text": "Reassign to…"},
+        "options": options,
+    }
+
+
+def _menu_chars(block_or_element: Mapping[str, Any] | None) -> int:
+    """What a *Reassign* menu adds to a message's text (its placeholder and option labels, all
+    counted as block text), found in an element or in an actions block's elements."""
+    if block_or_element is None:
+        return 0
+    elements = block_or_element.get("elements") or [block_or_element]
+    return sum(
+        len(e["placeholder"]["text"]) + sum(len(o["text"]["text"]) for o in e["options"])
+        for e in elements
+        if e.get("action_id") == REASSIGN
+    )
+
+
+def _reminder_buttons_of(
+    notice: Notice, teammates: Teammates | None = None
+) -> dict[str, Any] | None:
+    """The buttons under a warning's or a breach's line, with the *Reassign* menu when
+    ``teammates`` lists the lead; None for other kinds (and for a reference too long for a
+    button's value)."""
     if notice.kind not in SNOOZABLE:
         return None
     reference = breach_reference(notice.lead_id, notice.rule, notice.deadline_at)
-    return reminder_buttons(reference) if len(reference) <= MAX_BUTTON_VALUE else None
+    if len(reference) > MAX_BUTTON_VALUE:
+        return None
+    controls = reminder_buttons(reference)
+    menu = _reassign_of(notice, teammates or {})
+    if menu is not None:
+        controls["elements"].append(menu)
+    return controls
+
+
+def _reassign_of(notice: Notice, teammates: Teammates) -> dict[str, Any] | None:
+    chosen = teammates.get(notice.lead_id)
+    return reassign_control(notice.lead_id, chosen) if chosen else None
 
 
 def _line_sections(
-    reps: Sequence[str], by_rep: dict[str, list[tuple[int, Notice]]]
+    reps: Sequence[str], by_rep: dict[str, list[tuple[int, Notice]]], teammates: Teammates
 ) -> list[_Section]:
     """Per rep a heading, then each lead's full line in a section of its own, with an
-    *Acknowledge* button when it announces a breach."""
+    *Acknowledge* button when it announces a breach, and then a *Reassign* menu when
+    ``teammates`` lists the lead."""
     sections: list[_Section] = []
     for rep in reps:
         items = by_rep[rep]
@@ -460,8 +587,11 @@ def _line_sections(
         for position, notice in items:
             reference = breach_reference(notice.lead_id, notice.rule, notice.deadline_at)
             button = notice.kind in OVERDUE and len(reference) <= MAX_BUTTON_VALUE
+            menu = _reassign_of(notice, teammates) if notice.kind in OVERDUE else None
             sections.append(
-                _Section(_digest_line(notice), [position], reference if button else None)
+                _Section(
+                    _digest_line(notice), [position], reference if button else None, reassign=menu
+                )
             )
     return sections
 
@@ -591,6 +721,83 @@ def with_reminder_note(
     return out if changed else None
 
 
+def reassignment_note(to: str, by: str, at: datetime, timezone: str) -> str:
+    """What a line says once its lead is reassigned from Slack, in place of its controls."""
+    to_name = escape(clip(" ".join(to.split()), MAX_NAME_CHARS))
+    who = escape(clip(" ".join(by.split()), MAX_NAME_CHARS))
+    return (
+        f":arrows_counterclockwise: Reassigned to {to_name} by {who}, {format_local(at, timezone)}."
+    )
+
+
+def with_reassignment(
+    blocks: Sequence[Mapping[str, Any]], value: str, note: str
+) -> list[dict[str, Any]] | None:
+    """A message's blocks (as Slack returned them with a click) with the actions block that
+    holds the *Reassign* menu of the lead the option ``value`` names replaced by ``note`` (a
+    reminder's buttons go with it: the rep no longer owns the lead). None when no block has
+    that menu. Slack's ``block_id`` s are left out, as in :func:`with_acknowledgement`."""
+    chosen = parse_reassign_value(value)
+    if chosen is None:
+        return None
+    prefix = f"{chosen[0]}|"
+    changed = False
+    out: list[dict[str, Any]] = []
+    for original in blocks:
+        block = {k: v for k, v in original.items() if k != "block_id"}
+        elements = block.get("elements") or []
+        if block.get("type") == "actions" and any(
+            e.get("action_id") == REASSIGN
+            and any(str(o.get("value", "")).startswith(prefix) for o in e.get("options") or [])
+            for e in elements
+        ):
+            text = note[:MAX_SECTION_CHARS]
+            out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+            changed = True
+        else:
+            out.append(block)
+    return out if changed else None
+
+
+def handed_over_message(
+    lead: Notice, *, by: str, previous_owner: str | None, at: datetime, deadline: str | None
+) -> SlackMessage:
+    """The DM to a lead's new owner: who handed the lead over (``previous_owner`` None: ``by``
+    owned it) and when, and what is due next (``deadline`` in words, like ``First touch due Tue
+    24 Nov 11:42 CET``; None when nothing is due). ``lead`` carries the lead's name, company,
+    link and the reader's time zone."""
+    who = escape(clip(" ".join(by.split()), MAX_NAME_CHARS))
+    how = f"{who} handed it to you"
+    if previous_owner is not None:
+        before = escape(clip(" ".join(previous_owner.split()), MAX_NAME_CHARS))
+        how = f"{who} reassigned it to you from {before}"
+    when = format_local(at, lead.timezone)
+    line = f":arrows_counterclockwise: {_lead_label(lead, link=True)} is yours now: {how}, {when}."
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": line}}]
+    if deadline:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": deadline}]})
+    text = f"{_plain(lead.lead_name)} is yours now: {how}, {when}." + (
+        f" {deadline}." if deadline else ""
+    )
+    return SlackMessage(text=text[:MAX_TEXT_CHARS], blocks=blocks)
+
+
+def taken_over_message(lead: Notice, *, by: str, new_owner: str, at: datetime) -> SlackMessage:
+    """The DM to a lead's previous owner when someone else reassigned it."""
+    who = escape(clip(" ".join(by.split()), MAX_NAME_CHARS))
+    after = escape(clip(" ".join(new_owner.split()), MAX_NAME_CHARS))
+    when = format_local(at, lead.timezone)
+    line = (
+        f":arrows_counterclockwise: {who} reassigned {_lead_label(lead, link=True)} to {after}, "
+        f"{when}. No more reminders about it to you."
+    )
+    text = f"{who} reassigned {_plain(lead.lead_name)} to {after}, {when}."
+    return SlackMessage(
+        text=text[:MAX_TEXT_CHARS],
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": line}}],
+    )
+
+
 def as_plain_text(message: SlackMessage) -> str:
     """The message as a person reads it in Slack: links shown as their label, entities decoded.
 
@@ -604,7 +811,10 @@ def as_plain_text(message: SlackMessage) -> str:
         elif block.get("type") == "context":
             lines.append("  " + " ".join(_read(e.get("text", "")) for e in block["elements"]))
         elif block.get("type") == "actions":
-            labels = (e.get("text", {}).get("text", "") for e in block.get("elements") or [])
+            labels = (
+                e.get("text", {}).get("text", "") or e.get("placeholder", {}).get("text", "") + " ▾"
+                for e in block.get("elements") or []
+            )
             lines.append("  " + " ".join(f"[{label}]" for label in labels))
         elif block.get("type") == "header":
             lines.append(_read(block["text"]["text"]).upper())

@@ -22,6 +22,9 @@ USAGE = (
     f"• `{COMMAND} explain <lead id, e-mail or CRM link>`: the lead's SLA timeline "
     "(its owner, their manager or an SLA admin)\n"
     f"• `{COMMAND} mine`: your open leads, most urgent first, with their next deadline\n"
+    f"• `{COMMAND} away <until>`: you are away until a date (2026-12-24), for a while (3d), "
+    "until tomorrow or a weekday (thu): your reminders go to your team's cover\n"
+    f"• `{COMMAND} back`: you are back: your reminders come to you again\n"
     f"• `{COMMAND} help`: this list"
 )
 

@@ -6,6 +6,7 @@ Stages depend on :class:`SlackSender`, never on ``slack_sdk``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +29,12 @@ class SlackSender(Protocol):
         """AuthError unless Slack accepts the token (``auth.test``)."""
         ...
 
+    def upload_files(
+        self, channel: str, comment: str, files: Sequence[tuple[str, str, bytes]]
+    ) -> str:
+        """Share files (name, title, content) in a channel with a comment; an id of the post."""
+        ...
+
 
 @dataclass
 class RecordingSender:
@@ -35,6 +42,7 @@ class RecordingSender:
     (no time zone, so nothing is held for quiet hours) and each post is remembered."""
 
     posted: list[tuple[str, str]] = field(default_factory=list)
+    uploaded: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def lookup_user_by_email(self, email: str) -> SlackUser | None:
         return SlackUser(id=f"email:{email}", name=email, tz=None, deleted=False)
@@ -52,3 +60,9 @@ class RecordingSender:
     ) -> SentMessage:
         self.posted.append((channel, text))
         return SentMessage(channel, f"dry-run.{len(self.posted)}")
+
+    def upload_files(
+        self, channel: str, comment: str, files: Sequence[tuple[str, str, bytes]]
+    ) -> str:
+        self.uploaded.append((channel, comment, [name for name, _, _ in files]))
+        return f"dry-run-file.{len(self.uploaded)}"

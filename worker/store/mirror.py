@@ -182,6 +182,10 @@ def upsert_leads(session: Session, leads: Sequence[CrmLead], now: datetime) -> s
             old_status, is_new = row.status, False
         for name, value in values.items():
             setattr(row, name, value)
+        if row.owner_id is None:
+            row.first_assigned_at = None  # back to marketing: a later owner starts afresh
+        elif row.first_assigned_at is None:
+            row.first_assigned_at = row.owner_assigned_at or row.created_at
         row.properties = dict(lead.properties)
         row.synced_at = now
         if lead.status_history is not None:

@@ -110,6 +110,10 @@ class Lead(Base):
     missing_fields: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     #: When the lead was first seen complete (the clock start with incomplete_clock: wait).
     complete_since: Mapped[datetime | None]
+    #: The first assignment the worker saw (the CRM's owner-assigned date, else creation),
+    #: kept through reassignments; cleared when the lead loses its owner. The clock start of
+    #: policies with ``reassign_restarts_first_touch: false``.
+    first_assigned_at: Mapped[datetime | None]
 
     @property
     def display_name(self) -> str:
@@ -372,6 +376,51 @@ class RecycleAudit(Base):
     __table_args__ = (Index("ix_recycle_audit_run_id", "run_id"),)
 
 
+class RecycleApproval(Base):
+    """A due lead a recycle run proposed instead of writing back (``recycle.approval:
+    required``): the decision someone took in Slack (or the timeout's default), and what the
+    next run did with it. Open until closed (written back, kept, withdrawn); at most one open
+    proposal per lead."""
+
+    __tablename__ = "recycle_approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64))
+    #: The run that proposed it, and the request message (its outbox dedup key) listing it.
+    run_id: Mapped[str] = mapped_column(String(40))
+    request_key: Mapped[str] = mapped_column(String(120))
+    owner_id: Mapped[str | None] = mapped_column(String(64))
+    #: The engine's reason, as proposed.
+    reason: Mapped[str] = mapped_column(Text)
+    #: The lead's CRM modification time when proposed: a kept lead is proposed again only
+    #: after it changed in the CRM since (a touch, a status change).
+    lead_modified_at: Mapped[datetime]
+    proposed_at: Mapped[datetime]
+    #: When an unanswered proposal gets ``recycle.approval_default``.
+    expires_at: Mapped[datetime]
+    #: None (waiting) | approve | keep | timeout-approve | timeout-keep
+    decision: Mapped[str | None] = mapped_column(String(20))
+    #: Who decided: their Slack profile's e-mail and name ("timeout" for a timeout).
+    decided_by_email: Mapped[str | None] = mapped_column(String(320))
+    decided_by_name: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    #: What came of it once closed: ``recycled (run …)``, ``kept``, ``withdrawn: …``.
+    outcome: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index(
+            "uq_recycle_approvals_open_lead",
+            "lead_id",
+            unique=True,
+            postgresql_where=text("closed_at IS NULL"),
+            sqlite_where=text("closed_at IS NULL"),
+        ),
+        Index("ix_recycle_approvals_lead_id", "lead_id", "id"),
+        Index("ix_recycle_approvals_request_key", "request_key"),
+    )
+
+
 class Action(Base):
     """Every command or action someone took from Slack, and what came of it (an audit)."""
 
@@ -438,3 +487,75 @@ class Snooze(Base):
     at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("lead_id", "rule", "deadline_at", name="uq_snoozes_breach"),)
+
+
+class AwayPeriod(Base):
+    """A time a rep is away, from ``/sla away`` (``source`` ``command``) or seen in their Slack
+    status (``slack_status``): their reminders go to the team's cover meanwhile. ``until``
+    None: no end given; ``ended_at``: ended early (``/sla back``, the status cleared). Kept
+    after it ends, for ``explain``."""
+
+    __tablename__ = "away_periods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The rep's e-mail, lower case.
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    from_at: Mapped[datetime]
+    until: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    #: Who said so: the e-mail of who typed ``/sla away``, or the Slack status as read.
+    set_by: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime]
+
+
+class AwayWarning(Base):
+    """A lead the manager was warned about while its owner was away: one warning per lead per
+    away period (``period``: ``AwayPeriod`` id or a config entry's key)."""
+
+    __tablename__ = "away_warnings"
+
+    period: Mapped[str] = mapped_column(String(200), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime]
+
+
+class SlackStatus(Base):
+    """A person's Slack status as last read (``users.info``), trusted for
+    ``away.status_cache_for``. ``expires_at`` None: the status does not expire."""
+
+    __tablename__ = "slack_statuses"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    emoji: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None]
+    looked_up_at: Mapped[datetime]
+
+
+class ReviewPost(Base):
+    """The review meeting's post of one period to one channel: written ``pending`` before Slack
+    is asked, ``sent`` after (``pipeline/review.py``); a failed upload stays pending with its
+    error and is tried again."""
+
+    __tablename__ = "review_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    period_label: Mapped[str] = mapped_column(String(100))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    #: The cadence's slot that made it due.
+    slot_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))  # pending | sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: What Slack gave back for the post (the file id of the chart).
+    slack_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("channel", "period_start", "period_end", name="uq_review_posts_period"),
+    )

@@ -188,17 +188,25 @@ def claim(
     group_wait: timedelta = timedelta(0),
     *,
     holder: str,
+    delivery: Delivery | None = None,
+    level: int | None = None,
 ) -> list[OutboxRow]:
-    """Lease every sendable row of one recipient; a row another sender holds is skipped.
+    """Lease every sendable row of one recipient (only those of ``delivery`` and ``level``,
+    when given); a row another sender holds is skipped.
 
     Rows falling due within ``group_wait`` ride along, so they go out in the same message.
     The claim is one conditional UPDATE … RETURNING (PostgreSQL and SQLite ≥ 3.35): each row
     is taken only if it is still sendable when the update reaches it, as healthchecks does
     row by row, so two deliver runs racing for the same row cannot both win it.
     """
+    only = []
+    if delivery is not None:
+        only.append(OutboxRow.delivery == str(delivery))
+    if level is not None:
+        only.append(OutboxRow.level == level)
     claimed = session.scalars(
         update(OutboxRow)
-        .where(OutboxRow.recipient == recipient, _sendable(now, group_wait))
+        .where(OutboxRow.recipient == recipient, _sendable(now, group_wait), *only)
         .values(
             status=Status.SENDING,
             leased_until=now + lease_for,
@@ -380,6 +388,26 @@ def cancel_snooze_returns(
     )
 
 
+def cancel_reminders_to(
+    session: Session, lead_id: str, recipient: str, kinds: Iterable[str], reason: str
+) -> int:
+    """The lead went to another owner: its rows of ``kinds`` (the rep's reminders) to
+    ``recipient`` (the previous owner) not yet sent are superseded with ``reason``, never
+    sent. Returns how many were cancelled."""
+    result = session.execute(
+        update(OutboxRow)
+        .where(
+            OutboxRow.lead_id == lead_id,
+            OutboxRow.recipient == recipient,
+            OutboxRow.kind.in_(list(kinds)),
+            OutboxRow.status == Status.PENDING,
+        )
+        .values(status=Status.SUPERSEDED, last_error=reason, leased_until=None, claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _pending_of_breach(
     session: Session,
     breach: tuple[str, str, datetime],
@@ -558,6 +586,17 @@ def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
         query = select(OutboxRow.dedup_key).where(OutboxRow.lead_id.in_(chunk))
         found.update(key for (key,) in session.connection().execute(query))
     return found
+
+
+def sent_about(session: Session, lead_id: str) -> list[OutboxRow]:
+    """The messages sent about a lead (as long as ``prune`` keeps them), oldest first."""
+    return list(
+        session.scalars(
+            select(OutboxRow)
+            .where(OutboxRow.lead_id == lead_id, OutboxRow.status == "sent")
+            .order_by(OutboxRow.sent_at, OutboxRow.id)
+        )
+    )
 
 
 def paged(session: Session, key_prefix: str, kinds: Iterable[str]) -> set[str]:

@@ -6,7 +6,8 @@ verified by bolt's ``RequestVerification`` middleware, which runs before every l
 ``X-Slack-Signature`` or an ``X-Slack-Request-Timestamp`` more than five minutes off gets 401
 and reaches no listener. Buttons (``block_actions``) are added the same way as the command:
 ``_acknowledge_then(app.action("<action_id>"), parse, submit)``; the buttons
-``slack_actions.BUTTONS`` are (a digest line's *Acknowledge*, a rep reminder's *Snooze*).
+``slack_actions.BUTTONS`` are (a digest line's *Acknowledge*, a rep reminder's *Snooze*, the
+*Reassign* menu of both: a ``static_select``, whose choice bolt routes by ``action_id`` too).
 """
 
 from __future__ import annotations
@@ -39,9 +40,19 @@ def make_bolt_app(
     settings: Settings,
     submit_command: Callable[[SlashCommand], None],
     submit_action: Callable[[BlockAction], None],
+    *,
+    socket_mode: bool = False,
 ) -> App:
-    """The app for one workspace (no OAuth): the bot token is checked now (``auth.test``)."""
-    if not settings.slack_signing_secret:
+    """The app for one workspace (no OAuth): the bot token is checked now (``auth.test``).
+
+    With ``socket_mode`` Slack's requests come over the WebSocket the worker itself opened
+    with the app-level token (``worker.web.socket_mode``), not as HTTP posts: there is no
+    signature to check and the signing secret is not needed. Bolt would take an empty one (it
+    never builds the verifier then) and skips ``RequestVerification`` for Socket Mode requests
+    anyway (``slack_bolt/middleware/request_verification``: ``_can_skip`` is
+    ``mode == "socket_mode"``); it is turned off here so that no verifier with an empty secret
+    exists at all, and "" is passed so that bolt does not read SLACK_SIGNING_SECRET itself."""
+    if not socket_mode and not settings.slack_signing_secret:
         raise ConfigError(
             "SLACK_SIGNING_SECRET is not set: without it no request can be told from a forgery "
             "(the Slack app's Basic Information page, App Credentials, has it)"
@@ -52,8 +63,8 @@ def make_bolt_app(
     try:
         app = App(
             client=client,
-            signing_secret=settings.slack_signing_secret,
-            request_verification_enabled=True,
+            signing_secret="" if socket_mode else settings.slack_signing_secret,
+            request_verification_enabled=not socket_mode,
             token_verification_enabled=True,
             logger=_bolt_logger(),
         )

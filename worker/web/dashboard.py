@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from worker.errors import ConfigError
 from worker.periods import parse_period
@@ -91,6 +92,12 @@ class Dashboard:
         except ConfigError as e:
             start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8")])
             return [f"{e}\n".encode()]
+        except SQLAlchemyError as e:
+            log.warning("dashboard: the store did not answer: %s", type(e).__name__)
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")]
+            )
+            return [b"The store did not answer (is the database up and migrated?). Try again.\n"]
         start_response(
             "200 OK",
             [

@@ -103,6 +103,15 @@ class WebServer:
         """Serve in this thread until interrupted."""
         self._server.run()
 
+    def serve_until_interrupted(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C), then stop."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def start(self) -> str:
         """Serve in a thread; the base URL."""
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -122,13 +131,16 @@ class WebServer:
         self._server.task_dispatcher.shutdown()
 
 
-def serve(bolt_app: App, host: str, port: int, *, ready: Callable[[WebServer], None]) -> None:
-    """Serve ``bolt_app`` until interrupted; ``ready`` is called once it listens."""
-    server = WebServer(make_wsgi_app(bolt_app), host, port)
+def serve(
+    bolt_app: App,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[WebServer], None],
+    dashboard: WSGIApplication | None = None,
+) -> None:
+    """Serve ``bolt_app`` (and the ``dashboard``) until interrupted; ``ready`` is called once
+    it listens."""
+    server = WebServer(make_wsgi_app(bolt_app, dashboard), host, port)
     ready(server)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
