@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.store.db import insert_missing
+from worker.store.db import among, insert_missing
 from worker.store.models import Acknowledgement
 
 #: A breach as evaluate and deliver compare it: (rule, breached deadline).
@@ -71,7 +71,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, set[Breach
         rows = session.execute(
             select(
                 Acknowledgement.lead_id, Acknowledgement.rule, Acknowledgement.deadline_at
-            ).where(Acknowledgement.lead_id.in_(chunk))
+            ).where(among(session, Acknowledgement.lead_id, chunk))
         )
         for lead_id, rule, deadline_at in rows:
             found.setdefault(lead_id, set()).add((rule, deadline_at))

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import ColumnElement, Engine, any_, create_engine, event, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,6 +108,18 @@ def retrying(
             log.warning("database unreachable while %s; trying again in %ss", what, wait)
             sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def among(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``: one parameter whatever
+    the count, so the statement's text is the same for every batch. An IN list of 500 values
+    is a different text each time: psycopg parses such a long statement on every execution
+    (its cache keeps short ones) and SQLAlchemy renders the 500 placeholders, which was a
+    quarter of an evaluate pass (py-spy, 10,000 leads due; the pass 18 % faster without)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return cast("ColumnElement[bool]", column.in_(values))
+    array = literal(list(values), postgresql.ARRAY(column.type))
+    return cast("ColumnElement[bool]", column == any_(array))
 
 
 def insert_missing(session: Session, model: Any, **values: Any) -> bool:

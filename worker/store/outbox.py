@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from worker.notices import breach_reference
 from worker.sla import RuleState
-from worker.store.db import insert_missing
+from worker.store.db import among, insert_missing
 from worker.store.models import (
     Finding,
     HealthCheck,
@@ -583,7 +583,7 @@ def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(lead_ids), 500):
         chunk = lead_ids[start : start + 500]
-        query = select(OutboxRow.dedup_key).where(OutboxRow.lead_id.in_(chunk))
+        query = select(OutboxRow.dedup_key).where(among(session, OutboxRow.lead_id, chunk))
         found.update(key for (key,) in session.connection().execute(query))
     return found
 

@@ -17,7 +17,7 @@ from sqlalchemy import Select, false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from worker.names import display_name
-from worker.store.db import insert_missing
+from worker.store.db import among, insert_missing
 from worker.store.models import (
     AgreementApplied,
     Finding,
@@ -107,23 +107,28 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     history, as plain rows: four queries however many leads."""
     # Core statements on the session's connection: plain rows, no ORM on the way.
     connection = session.connection()
-    leads = connection.execute(select(Lead.__table__).where(Lead.id.in_(lead_ids))).all()
-    owner_ids = {lead.owner_id for lead in leads if lead.owner_id}
+    leads = connection.execute(
+        select(Lead.__table__).where(among(session, Lead.id, lead_ids))
+    ).all()
+    owner_ids = list({lead.owner_id for lead in leads if lead.owner_id})
     owners = {
-        o.id: o for o in connection.execute(select(Owner.__table__).where(Owner.id.in_(owner_ids)))
+        o.id: o
+        for o in connection.execute(
+            select(Owner.__table__).where(among(session, Owner.id, owner_ids))
+        )
     }
     touches: dict[str, list[Row]] = defaultdict(list)
     for touch in connection.execute(
         select(TouchLead.lead_id, *Touch.__table__.c)
         .join(Touch, Touch.id == TouchLead.touch_id)
-        .where(TouchLead.lead_id.in_(lead_ids))
+        .where(among(session, TouchLead.lead_id, lead_ids))
         .order_by(Touch.occurred_at)
     ):
         touches[touch.lead_id].append(touch)
     history: dict[str, list[Row]] = defaultdict(list)
     for change in connection.execute(
         select(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.status)
-        .where(LeadStatusChange.lead_id.in_(lead_ids))
+        .where(among(session, LeadStatusChange.lead_id, lead_ids))
         .order_by(LeadStatusChange.at, LeadStatusChange.id)
     ):
         history[change.lead_id].append(change)
@@ -150,7 +155,7 @@ def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[st
     """Lead id → rule → its stored finding (a plain row), a query per 500 leads."""
     found: dict[str, dict[str, Row]] = {lead_id: {} for lead_id in lead_ids}
     for chunk in chunks(lead_ids):
-        query = select(Finding.__table__).where(Finding.lead_id.in_(chunk))
+        query = select(Finding.__table__).where(among(session, Finding.lead_id, chunk))
         for finding in session.connection().execute(query).all():  # one fetch, not one a row
             found[finding.lead_id][finding.rule] = finding
     return found

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.store.db import among
 from worker.store.models import Snooze
 
 #: A breach as evaluate compares it: (rule, deadline).
@@ -60,7 +61,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[Breac
         chunk = lead_ids[start : start + 500]
         rows = session.execute(
             select(Snooze.lead_id, Snooze.rule, Snooze.deadline_at, Snooze.until).where(
-                Snooze.lead_id.in_(chunk)
+                among(session, Snooze.lead_id, chunk)
             )
         )
         for lead_id, rule, deadline_at, until in rows:
