@@ -95,6 +95,17 @@ Schedule = Annotated[str, AfterValidator(_check_schedule)]
 #: A Slack channel by name.
 ChannelName = Annotated[str, AfterValidator(_check_channel)]
 
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'"{value}" is not an IANA time zone like Europe/Berlin') from None
+    return value
+
+
+ZoneName = Annotated[str, AfterValidator(_check_zone)]
+
 TouchKind = Literal["call", "email", "meeting", "note", "task"]
 
 
@@ -248,22 +259,13 @@ def _parse_ranges(text: str) -> list[tuple[int, int]]:
 
 
 class CalendarConfig(_Strict):
-    timezone: str
+    timezone: ZoneName
     #: Weekday keys (mon-fri, sat, mon,wed) → "09:00-12:30, 13:30-17:30" or "closed".
     hours: dict[str, str] = Field(min_length=1)
     #: Public holidays from the ``holidays`` package: a country, optionally -subdivision.
     holidays: str | None = None
     #: Extra days the team does not work (company holidays), as YYYY-MM-DD.
     closed: list[date] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'"{value}" is not an IANA time zone like Europe/Berlin') from None
-        return value
 
     @field_validator("hours")
     @classmethod
@@ -726,22 +728,12 @@ class ReviewConfig(_Strict):
     #: The weekday and time of a slot, in ``timezone``.
     at: str = "Mon 09:00"
     #: Default: the time zone of the first team's calendar.
-    timezone: str | None = None
+    timezone: ZoneName | None = None
 
     @field_validator("at")
     @classmethod
     def _weekday_and_time(cls, value: str) -> str:
         parse_at(value)
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f'"{value}" is not an IANA time zone like Europe/Berlin') from None
         return value
 
 
