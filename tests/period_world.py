@@ -4,15 +4,12 @@ clocks go forward on the 29th), marketing qualifying some of them."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.world import World
-from worker.cli import main
-from worker.pipeline.stages import run_once
+from tests.e2e.world import World, cli_after_a_run
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -101,11 +98,7 @@ def qualify(world: World, ids: dict[str, str]) -> None:
 
 
 def report(world: World, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
-    for name, value in world.env().items():
-        monkeypatch.setenv(name, value)
-    with world.context() as ctx:
-        run_once(ctx)
-    output = io.StringIO()
-    monkeypatch.setattr("sys.stdout", output)
-    assert main(["report", "--period", "2026-03-23..2026-03-30", *args]) == 0
-    return output.getvalue()
+    """``sla-worker report --period`` over the week of 23–30 March (after a run)."""
+    return cli_after_a_run(
+        world, monkeypatch, "report", "--period", "2026-03-23..2026-03-30", *args
+    )

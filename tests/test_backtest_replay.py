@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.world import CONFIG, World
+from tests.e2e.world import CONFIG, World, cli_after_a_run
 from worker.cli import main
-from worker.pipeline.stages import run_once
 
 
 def seed(world: World) -> None:
@@ -33,15 +32,10 @@ def seed(world: World) -> None:
 
 
 def replay(world: World, monkeypatch: pytest.MonkeyPatch, candidate: Path) -> str:
-    for name, value in world.env().items():
-        monkeypatch.setenv(name, value)
-    with world.context() as ctx:
-        run_once(ctx)
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
     at = world.clock.now.isoformat()
-    assert main(["backtest", str(candidate), "--since", "30d", "--at", at]) == 0
-    return out.getvalue()
+    return cli_after_a_run(
+        world, monkeypatch, "backtest", str(candidate), "--since", "30d", "--at", at
+    )
 
 
 def row(text: str, title: str) -> tuple[str, str]:

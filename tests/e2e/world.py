@@ -3,11 +3,13 @@ file, a settable clock, and a worker context pointed at them through the real se
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -189,3 +191,19 @@ def outbox_rows(ctx: Context) -> list[OutboxRow]:
     """Every outbox row, oldest first."""
     with ctx.sessions() as session:
         return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)).all())
+
+
+def cli_after_a_run(world: World, monkeypatch: Any, *argv: str) -> str:
+    """Sync, evaluate and deliver once on the world's clock, then run ``sla-worker *argv`` as
+    a user types it against the same store and fakes; what it printed (it must exit 0)."""
+    from worker.cli import main
+    from worker.pipeline.stages import run_once
+
+    for name, value in world.env().items():
+        monkeypatch.setenv(name, value)
+    with world.context() as ctx:
+        run_once(ctx)
+    output = io.StringIO()
+    monkeypatch.setattr("sys.stdout", output)
+    assert main(list(argv)) == 0
+    return output.getvalue()
