@@ -7,6 +7,7 @@ It never sends anything and never calls the CRM.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from worker.sla import (
     evaluate_lead,
     select_policy,
 )
-from worker.store import acknowledgements, judgements, outbox, queries, snoozes
+from worker.store import acknowledgements, judgements, outbox, planner_stats, queries, snoozes
 from worker.store.db import plan_each_query, session_scope
 from worker.store.leases import alone
 from worker.store.outbox import Delivery, Envelope
@@ -190,7 +191,9 @@ def evaluate(
     if summary.rejudged:
         log.info("the agreement changed: all %d tracked leads are judged again", summary.rejudged)
     walk = queries.DueWalk()
-    while True:
+    for batches in itertools.count():
+        if batches % STATISTICS_EVERY == 0:
+            planner_stats.refresh(sessions)
         heartbeat()
         with session_scope(sessions) as session:
             plan_each_query(session)
@@ -221,6 +224,13 @@ def evaluate(
             judgements.save_findings(session, batch.findings)
             envelopes = batch.envelopes(session, agreement)
             summary.notifications += outbox.enqueue(session, envelopes, now)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns
+
+
+#: Batches between looks at the store's planner statistics (``planner_stats``): a first pass
+#: grows the outbox and the findings from nothing, and a table the planner thinks empty or
+#: unknown is scanned whole for each batch's lookups.
+STATISTICS_EVERY = 20
 
 
 class _Batch:

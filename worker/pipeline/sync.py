@@ -30,7 +30,7 @@ from worker.crm.records import CrmLead, CrmTouch, Page, SearchFrom
 from worker.errors import AuthError, PermanentError
 from worker.pipeline.context import Context
 from worker.pipeline.summary import DETAIL, Summary
-from worker.store import mirror, outbox
+from worker.store import mirror, outbox, planner_stats
 from worker.store.db import session_scope
 from worker.store.leases import Lease, alone
 
@@ -242,6 +242,8 @@ def _sync_stream(
                 done = complete([page for _, page in batch])
                 batch = [(at, page) for (at, _), page in zip(batch, done, strict=True)]
             for page_start, page in batch:
+                if pages % STATISTICS_EVERY == 0:
+                    planner_stats.refresh(sessions)
                 pages += 1
                 summary.pages += 1
                 summary.skipped += page.skipped
@@ -259,6 +261,11 @@ def _sync_stream(
                 if page.resume == page_start:
                     # Cannot happen with a CRM that honours the filters; never loop forever.
                     raise PermanentError(f"sync {name}: the search did not move past {page_start}")
+
+
+#: Pages between looks at the store's planner statistics (``planner_stats``): a first sync fills
+#: the mirror from nothing, and looks up each page's records by id in it.
+STATISTICS_EVERY = 25
 
 
 def _goes_on(start: SearchFrom, page: Page[T]) -> bool:

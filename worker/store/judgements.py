@@ -77,20 +77,20 @@ _SAVE_LEADS_AT_ONCE = text(
 
 
 def _save_leads_at_once(session: Session, judged: Sequence[Mapping[str, Any]]) -> None:
-    columns: dict[str, list[Any]] = {name: [] for name in ("id", "revision", *LEAD_FIELDS)}
-    for row in judged:
-        for name, values in columns.items():
-            values.append(row[name])
+    columns = _as_columns(judged, ("id", "revision", *LEAD_FIELDS))
     columns["missing_fields"] = [json.dumps(v) for v in columns["missing_fields"]]
     session.connection().execute(_SAVE_LEADS_AT_ONCE, columns)
 
 
 def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> None:
     """Insert or overwrite these findings (keys ``lead_id``, ``rule``, ``evaluated_at`` and
-    :data:`FINDING_FIELDS`) in one statement."""
+    :data:`FINDING_FIELDS`) in one statement; at most one per lead and rule."""
     if not findings:
         return
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        _save_findings_at_once(session, findings)
+        return
     insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert_fn(Finding.__table__)
     statement = statement.on_conflict_do_update(
@@ -98,3 +98,40 @@ def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> No
         set_={name: statement.excluded[name] for name in (*FINDING_FIELDS, "evaluated_at")},
     )
     session.connection().execute(statement, list(findings))
+
+
+#: PostgreSQL: the batch's findings as one INSERT … SELECT FROM unnest(arrays) … ON CONFLICT,
+#: as the leads above. As an executemany it was one statement a finding, about 2,000 a batch in
+#: a first pass, and a fifth of the pass (py-spy, 1,000,000 leads).
+_SAVE_FINDINGS_AT_ONCE = text(
+    """
+    INSERT INTO findings (lead_id, rule, policy, state, started_at, deadline_at, met_at, detail,
+                          breached_deadline_at, evaluated_at)
+    SELECT * FROM unnest(
+        CAST(:lead_id AS varchar[]), CAST(:rule AS varchar[]), CAST(:policy AS varchar[]),
+        CAST(:state AS varchar[]), CAST(:started_at AS timestamptz[]),
+        CAST(:deadline_at AS timestamptz[]), CAST(:met_at AS timestamptz[]),
+        CAST(:detail AS text[]), CAST(:breached_deadline_at AS timestamptz[]),
+        CAST(:evaluated_at AS timestamptz[])
+    )
+    ON CONFLICT (lead_id, rule) DO UPDATE SET
+        policy = excluded.policy,
+        state = excluded.state,
+        started_at = excluded.started_at,
+        deadline_at = excluded.deadline_at,
+        met_at = excluded.met_at,
+        detail = excluded.detail,
+        breached_deadline_at = excluded.breached_deadline_at,
+        evaluated_at = excluded.evaluated_at
+    """
+)
+_FINDING_COLUMNS = ("lead_id", "rule", *FINDING_FIELDS, "evaluated_at")
+
+
+def _save_findings_at_once(session: Session, findings: Sequence[Mapping[str, Any]]) -> None:
+    session.connection().execute(_SAVE_FINDINGS_AT_ONCE, _as_columns(findings, _FINDING_COLUMNS))
+
+
+def _as_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows as one list per column: the arrays an ``unnest`` statement takes."""
+    return {name: [row[name] for row in rows] for name in names}
