@@ -84,6 +84,14 @@ def test_the_same_verdict_gives_the_same_keys() -> None:
     assert first == again
 
 
+def test_notices_already_written_are_not_drafted_again() -> None:
+    evaluation = _evaluation(_result(RuleState.BREACHED), escalations=(_breach(3),))
+    drafts = drafts_for(evaluation, FACTS, TEAM, POLICY, {})
+    written = {drafts[0].dedup_key, drafts[2].dedup_key}
+    (new,) = drafts_for(evaluation, FACTS, TEAM, POLICY, {}, written=written)
+    assert new == drafts[1]
+
+
 def test_each_level_s_latest_repeat_is_a_new_notification_for_its_recipients() -> None:
     # The rep, whose lead it is, keeps being reminded after the manager was paged. Only each
     # level's latest occurrence is drafted: a pass that finds a level already repeated (its

@@ -203,7 +203,7 @@ def evaluate(
             if fan_out is not None and len(ids) == batch_size:
                 fan_out()
                 fan_out = None
-            batch = _Batch(now)
+            batch = _Batch(now, outbox.existing_keys(session, ids))
             findings = queries.findings_for(session, ids)
             acknowledged = acknowledgements.for_leads(session, ids)
             snoozed = snoozes.for_leads(session, ids)
@@ -222,7 +222,7 @@ def evaluate(
                 )
             judgements.save_leads(session, batch.leads)
             judgements.save_findings(session, batch.findings)
-            envelopes = batch.envelopes(session, agreement)
+            envelopes = batch.envelopes(agreement)
             summary.notifications += outbox.enqueue(session, envelopes, now)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns
 
@@ -235,10 +235,12 @@ STATISTICS_EVERY = 20
 
 class _Batch:
     """What a batch writes: each judged lead's bookkeeping, the findings whose verdict changed
-    and the notices they cause (built only for those not already in the outbox)."""
+    and the notices they cause (drafted only if not ``written`` to the outbox already: the
+    batch's keys there, read before its leads are judged)."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, written: set[str]) -> None:
         self.now = now
+        self.written = written
         self.leads: list[dict[str, Any]] = []
         self.findings: list[dict[str, Any]] = []
         self.drafts: list[tuple[Draft, str, Team]] = []
@@ -246,15 +248,9 @@ class _Batch:
     def judged(self, row: queries.Row, **values: Any) -> None:
         self.leads.append({"id": row.id, "revision": row.revision, **values})
 
-    def envelopes(self, session: Session, agreement: Agreement) -> list[Envelope]:
-        lead_ids = list(dict.fromkeys(lead_id for _, lead_id, _ in self.drafts))
-        known = outbox.existing_keys(session, lead_ids)
+    def envelopes(self, agreement: Agreement) -> list[Envelope]:
         schedule = _Schedule(agreement, self.now)
-        return [
-            schedule.envelope(draft, lead_id, team)
-            for draft, lead_id, team in self.drafts
-            if draft.dedup_key not in known
-        ]
+        return [schedule.envelope(draft, lead_id, team) for draft, lead_id, team in self.drafts]
 
 
 def _evaluate_one(
@@ -304,6 +300,7 @@ def _evaluate_one(
         _paged(session, row.id, evaluation, announced),
         acknowledged,
         snoozed,
+        batch.written,
     )
     batch.drafts += [(draft, row.id, team) for draft in drafts]
     for result in evaluation.rules:

@@ -121,8 +121,10 @@ def drafts_for(
     paged: Mapping[str, Collection[str]] | None = None,
     acknowledged: Collection[tuple[str, datetime]] = (),
     snoozed: Mapping[tuple[str, datetime], datetime] | None = None,
+    written: Collection[str] = (),
 ) -> list[Draft]:
-    """Notifications due for one lead now.
+    """Notifications due for one lead now, but those whose dedup key is in ``written`` (the
+    outbox has them: a pass judging a lead again drafts only what is new).
 
     ``announced_breaches`` maps a rule to the deadline whose breach was already announced (from
     the previous findings); a rule now met late on that deadline gets a resolved notice, to the
@@ -141,7 +143,7 @@ def drafts_for(
     ]
     if snoozed:
         due = [d for d in due if not _snoozed(d, snoozed)]
-    drafts = (_addressed(evaluation, facts, team, d) for d in due)
+    drafts = (_addressed(evaluation, facts, team, d, written) for d in due)
     unique = {draft.dedup_key: draft for draft in drafts if draft is not None}
     return list(unique.values())
 
@@ -208,9 +210,15 @@ def _snoozed(due: _Due, snoozed: Mapping[tuple[str, datetime], datetime]) -> boo
     return until is not None and due.since < until
 
 
-def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _Due) -> Draft | None:
+def _addressed(
+    evaluation: LeadEvaluation,
+    facts: LeadFacts,
+    team: Team,
+    due: _Due,
+    written: Collection[str] = (),
+) -> Draft | None:
     """The notice for its recipient's address, with its dedup key; None (logged) when the
-    configured recipient has no address."""
+    configured recipient has no address, None (quietly) when its key is ``written``."""
     recipient = resolve_recipient(due.who, facts, team)
     if recipient is None:
         log.warning(
@@ -223,6 +231,8 @@ def _addressed(evaluation: LeadEvaluation, facts: LeadFacts, team: Team, due: _D
         return None
     parts = (facts.lead_id, due.rule, due.deadline.isoformat(), due.kind, str(due.level))
     key = "|".join((*parts, str(due.repeat), recipient))
+    if key in written:
+        return None
     return Draft(
         key,
         due.kind,

@@ -68,7 +68,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, set[Breach
     found: dict[str, set[Breach]] = {}
     for start in range(0, len(lead_ids), 500):
         chunk = lead_ids[start : start + 500]
-        rows = session.execute(
+        rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
             select(
                 Acknowledgement.lead_id, Acknowledgement.rule, Acknowledgement.deadline_at
             ).where(among(session, Acknowledgement.lead_id, chunk))

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import ColumnElement, Engine, any_, create_engine, event, literal, text
+from sqlalchemy import ColumnElement, Engine, Text, any_, create_engine, event, literal, text
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -111,15 +113,34 @@ def retrying(
 
 
 def among(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``: one parameter whatever
-    the count, so the statement's text is the same for every batch. An IN list of 500 values
-    is a different text each time: psycopg parses such a long statement on every execution
-    (its cache keeps short ones) and SQLAlchemy renders the 500 placeholders, which was a
-    quarter of an evaluate pass (py-spy, 10,000 leads due; the pass 18 % faster without)."""
+    """``column IN (values)``; on PostgreSQL ``column = ANY(CAST(:array AS type[]))``: one
+    parameter whatever the count, so the statement's text is the same for every batch. An IN
+    list of 500 values is a different text each time: psycopg parses such a long statement on
+    every execution (its cache keeps short ones) and SQLAlchemy renders the 500 placeholders,
+    which was a quarter of an evaluate pass (py-spy, 10,000 leads due; the pass 18 % faster
+    without). The array goes as its text (:func:`array_literal`)."""
     if session.get_bind().dialect.name != "postgresql":
         return cast("ColumnElement[bool]", column.in_(values))
-    array = literal(list(values), postgresql.ARRAY(column.type))
+    array = sql_cast(literal(array_literal(values), Text()), postgresql.ARRAY(column.type))
     return cast("ColumnElement[bool]", column == any_(array))
+
+
+def array_literal(values: Iterable[Any]) -> str:
+    """PostgreSQL's text form of a one-dimensional array (``{"a","b",NULL}``), for a parameter
+    cast to an array type (``CAST(:p AS varchar[])``). psycopg adapts a Python list element by
+    element in Python, quoting each with a regular expression: for a batch's 500 ids twice as
+    slow as this, for 500 time stamps two and a half times (measured per statement), and the
+    arrays of a batch's writes were a fifth of a first pass. Every element is quoted, with
+    backslash and double quote escaped (PostgreSQL docs, "Array Input and Output Syntax");
+    None is NULL; a datetime goes as ISO 8601 (aware: its offset says the instant)."""
+    return "{" + ",".join(_array_element(value) for value in values) + "}"
+
+
+def _array_element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def insert_missing(session: Session, model: Any, **values: Any) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, case, false, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.store.db import array_literal
 from worker.store.models import Finding, Lead
 
 #: What evaluate sets on a lead it judged (besides clearing ``dirty``).
@@ -77,8 +78,9 @@ _SAVE_LEADS_AT_ONCE = text(
 
 
 def _save_leads_at_once(session: Session, judged: Sequence[Mapping[str, Any]]) -> None:
-    columns = _as_columns(judged, ("id", "revision", *LEAD_FIELDS))
-    columns["missing_fields"] = [json.dumps(v) for v in columns["missing_fields"]]
+    plain = ("id", "revision", "next_check_at", "recycle_reason", "complete_since")
+    columns = _as_columns(judged, plain)
+    columns["missing_fields"] = array_literal(json.dumps(row["missing_fields"]) for row in judged)
     session.connection().execute(_SAVE_LEADS_AT_ONCE, columns)
 
 
@@ -132,6 +134,7 @@ def _save_findings_at_once(session: Session, findings: Sequence[Mapping[str, Any
     session.connection().execute(_SAVE_FINDINGS_AT_ONCE, _as_columns(findings, _FINDING_COLUMNS))
 
 
-def _as_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Rows as one list per column: the arrays an ``unnest`` statement takes."""
-    return {name: [row[name] for row in rows] for name in names}
+def _as_columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, str]:
+    """Rows as one array per column, each in its text form: the parameters an ``unnest``
+    statement casts to arrays."""
+    return {name: array_literal(row[name] for row in rows) for name in names}

@@ -59,7 +59,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[Breac
     found: dict[str, dict[Breach, datetime]] = {}
     for start in range(0, len(lead_ids), 500):
         chunk = lead_ids[start : start + 500]
-        rows = session.execute(
+        rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
             select(Snooze.lead_id, Snooze.rule, Snooze.deadline_at, Snooze.until).where(
                 among(session, Snooze.lead_id, chunk)
             )
