@@ -192,7 +192,7 @@ def evaluate(
         log.info("the agreement changed: all %d tracked leads are judged again", summary.rejudged)
     walk = queries.DueWalk()
     for batches in itertools.count():
-        if batches % STATISTICS_EVERY == 0:
+        if batches < STATISTICS_EVERY or batches % STATISTICS_EVERY == 0:
             planner_stats.refresh(sessions)
         heartbeat()
         with session_scope(sessions) as session:
@@ -227,9 +227,12 @@ def evaluate(
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns
 
 
-#: Batches between looks at the store's planner statistics (``planner_stats``): a first pass
-#: grows the outbox and the findings from nothing, and a table the planner thinks empty or
-#: unknown is scanned whole for each batch's lookups.
+#: Batches between looks at the store's planner statistics (``planner_stats``; a look that
+#: finds nothing stale costs about 2 ms): a first pass grows the outbox and the findings from
+#: nothing, and a table the planner thinks empty or unknown is scanned whole for each batch's
+#: lookups, each scan comparing every row with the batch's 500 ids. So the first batches look
+#: every time — while the tables double every batch or two; waiting 20 batches made a first pass
+#: of 100,000 leads 2.6 times slower — and after that every 20th.
 STATISTICS_EVERY = 20
 
 
