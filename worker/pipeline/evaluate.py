@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -315,18 +316,23 @@ def _evaluate_one(
             breached_at = before.breached_deadline_at if before is not None else None
         else:
             breached_at = None
-        verdict = {
-            "policy": evaluation.policy,
-            "state": result.state.value,
-            "started_at": result.started_at,
-            "deadline_at": result.deadline_at,
-            "met_at": result.met_at,
-            "detail": result.detail,
-            "breached_deadline_at": breached_at,
-        }
-        if before is None or any(getattr(before, k) != v for k, v in verdict.items()):
+        verdict = (  # in the order of judgements.FINDING_FIELDS
+            evaluation.policy,
+            result.state.value,
+            result.started_at,
+            result.deadline_at,
+            result.met_at,
+            result.detail,
+            breached_at,
+        )
+        if before is None or _verdict_of(before) != verdict:
             batch.findings.append(
-                {"lead_id": row.id, "rule": result.rule.value, "evaluated_at": now, **verdict}
+                {
+                    "lead_id": row.id,
+                    "rule": result.rule.value,
+                    "evaluated_at": now,
+                    **dict(zip(judgements.FINDING_FIELDS, verdict, strict=True)),
+                }
             )
     batch.judged(
         row,
@@ -334,6 +340,10 @@ def _evaluate_one(
         recycle_reason=evaluation.recycle_reason if evaluation.recycle_due else None,
         **tracked,
     )
+
+
+#: A stored finding's verdict, as a tuple to compare with one just reached.
+_verdict_of = operator.attrgetter(*judgements.FINDING_FIELDS)
 
 
 def _paged(
