@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, case, false, text, true, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from worker.store.db import array_literal
@@ -89,12 +89,10 @@ def save_findings(session: Session, findings: Sequence[Mapping[str, Any]]) -> No
     :data:`FINDING_FIELDS`) in one statement; at most one per lead and rule."""
     if not findings:
         return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         _save_findings_at_once(session, findings)
         return
-    insert_fn: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_fn(Finding.__table__)
+    statement = sqlite.insert(Finding)
     statement = statement.on_conflict_do_update(
         index_elements=["lead_id", "rule"],
         set_={name: statement.excluded[name] for name in (*FINDING_FIELDS, "evaluated_at")},
