@@ -78,8 +78,8 @@ _SAVE_LEADS_AT_ONCE = text(
 
 
 def _save_leads_at_once(session: Session, judged: Sequence[Mapping[str, Any]]) -> None:
-    plain = ("id", "revision", "next_check_at", "recycle_reason", "complete_since")
-    columns = _as_columns(judged, plain)
+    plain = ("id", "revision", *(name for name in LEAD_FIELDS if name != "missing_fields"))
+    columns = _as_columns(judged, plain)  # missing_fields as JSON, below
     columns["missing_fields"] = array_literal(json.dumps(row["missing_fields"]) for row in judged)
     session.connection().execute(_SAVE_LEADS_AT_ONCE, columns)
 
