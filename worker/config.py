@@ -894,6 +894,7 @@ class Agreement:
             name: cal.to_engine(name, cal.timezone) for name, cal in config.calendars.items()
         }
         self._zoned: dict[tuple[str, str], BusinessCalendar] = {}
+        self._team_of: dict[tuple[str | None, tuple[str, ...]], Team] = {}
         self.teams = {
             name: Team(name, self.calendars[t.calendar], t.manager, t.channel, t.cover)
             for name, t in config.teams.items()
@@ -953,7 +954,15 @@ class Agreement:
         return tuple(dict.fromkeys(names))
 
     def team_for(self, email: str | None, crm_teams: Sequence[str]) -> Team:
-        """The first team whose ``owners`` match; the first team when none does."""
+        """The first team whose ``owners`` match; the first team when none does. Remembered
+        per owner (e-mail and CRM teams): a pass asks for each lead it judges."""
+        key = (email, tuple(crm_teams))
+        found = self._team_of.get(key)
+        if found is None:
+            found = self._team_of[key] = self._first_team_of(email, crm_teams)
+        return found
+
+    def _first_team_of(self, email: str | None, crm_teams: Sequence[str]) -> Team:
         for name, team in self.config.teams.items():
             if team.has_owner(email, crm_teams):
                 return self.teams[name]
