@@ -125,7 +125,7 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
 
     def read(query: Select[*tuple[Any, ...]]) -> list[Row]:
         result = connection.execute(query)
-        return plain_rows(result, list(result.keys()))
+        return plain_rows(result.all(), list(result.keys()))  # one fetch, not one a row
 
     leads = read(select(Lead.__table__).where(among(session, Lead.id, lead_ids)))
     owner_ids = list({lead.owner_id for lead in leads if lead.owner_id})
