@@ -7,13 +7,12 @@ Read-mostly; no SLA logic and no external calls. The CRM mirror's writes live in
 from __future__ import annotations
 
 from collections import defaultdict, namedtuple
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row as RowType
 from sqlalchemy import Select, false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
@@ -39,10 +38,12 @@ from worker.store.models import (
 Row = Any
 
 
-def plain_rows(result: Iterable[RowType[*tuple[Any, ...]]], keys: Sequence[str]) -> list[Row]:
-    """``result``'s rows (columns ``keys``, in order) as named tuples."""
-    make = _row_class(tuple(keys))._make
-    return [make(row) for row in result]
+def plain_rows(session: Session, query: Select[*tuple[Any, ...]]) -> list[Row]:
+    """``query``'s rows as named tuples, fetched at once (iterating the result fetched them one
+    by one: a third of reading a batch)."""
+    result = session.connection().execute(query)
+    make = _row_class(tuple(result.keys()))._make
+    return [make(row) for row in result.all()]
 
 
 @lru_cache(maxsize=64)
@@ -121,36 +122,31 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
     """The leads among ``lead_ids`` with their owners, touches (oldest first) and status
     history, as plain rows: four queries however many leads."""
     # Core statements on the session's connection: plain rows, no ORM on the way.
-    connection = session.connection()
-
-    def read(query: Select[*tuple[Any, ...]]) -> list[Row]:
-        result = connection.execute(query)
-        return plain_rows(result.all(), list(result.keys()))  # one fetch, not one a row
-
-    leads = read(select(Lead.__table__).where(among(session, Lead.id, lead_ids)))
+    leads = plain_rows(session, select(Lead.__table__).where(among(session, Lead.id, lead_ids)))
     owner_ids = list({lead.owner_id for lead in leads if lead.owner_id})
-    owners = {
-        o.id: o for o in read(select(Owner.__table__).where(among(session, Owner.id, owner_ids)))
-    }
+    owners = select(Owner.__table__).where(among(session, Owner.id, owner_ids))
+    by_id = {owner.id: owner for owner in plain_rows(session, owners)}
     touches: dict[str, list[Row]] = defaultdict(list)
-    for touch in read(
+    for touch in plain_rows(
+        session,
         select(TouchLead.lead_id, *Touch.__table__.c)
         .join(Touch, Touch.id == TouchLead.touch_id)
         .where(among(session, TouchLead.lead_id, lead_ids))
-        .order_by(Touch.occurred_at)
+        .order_by(Touch.occurred_at),
     ):
         touches[touch.lead_id].append(touch)
     history: dict[str, list[Row]] = defaultdict(list)
-    for change in read(
+    for change in plain_rows(
+        session,
         select(LeadStatusChange.lead_id, LeadStatusChange.at, LeadStatusChange.status)
         .where(among(session, LeadStatusChange.lead_id, lead_ids))
-        .order_by(LeadStatusChange.at, LeadStatusChange.id)
+        .order_by(LeadStatusChange.at, LeadStatusChange.id),
     ):
         history[change.lead_id].append(change)
     return [
         LeadBundle(
             lead=lead,
-            owner=owners.get(lead.owner_id) if lead.owner_id else None,
+            owner=by_id.get(lead.owner_id) if lead.owner_id else None,
             touches=touches[lead.id],
             status_history=history[lead.id],
         )
@@ -171,8 +167,7 @@ def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[st
     found: dict[str, dict[str, Row]] = {lead_id: {} for lead_id in lead_ids}
     for chunk in chunks(lead_ids):
         query = select(Finding.__table__).where(among(session, Finding.lead_id, chunk))
-        result = session.connection().execute(query)
-        for finding in plain_rows(result.all(), list(result.keys())):  # one fetch, not one a row
+        for finding in plain_rows(session, query):
             found[finding.lead_id][finding.rule] = finding
     return found
 
