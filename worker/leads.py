@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from worker.names import display_name
 from worker.sla import RuleState
+from worker.store.db import chunks
 from worker.store.models import Finding, Lead, Owner
 
 #: Most urgent first: the state a lead is listed under is its most urgent rule's.
@@ -57,8 +58,7 @@ def list_leads(
     rows = session.execute(query).all()
     findings: dict[str, list[Finding]] = {}
     ids = [row[0].id for row in rows]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in chunks(ids):
         for finding in session.scalars(select(Finding).where(Finding.lead_id.in_(chunk))):
             findings.setdefault(finding.lead_id, []).append(finding)
     lines = [

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from worker.config import Agreement
 from worker.slack.messages import MAX_SELECT_OPTIONS
+from worker.store.db import chunks
 from worker.store.models import Lead, Owner
-from worker.store.queries import chunks
 
 log = logging.getLogger(__name__)
 

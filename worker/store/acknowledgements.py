@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.store.db import among, insert_missing
+from worker.store.db import among, chunks, insert_missing
 from worker.store.models import Acknowledgement
 
 #: A breach as evaluate and deliver compare it: (rule, breached deadline).
@@ -66,8 +66,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, set[Breach
     """Lead id → the breaches of it that were acknowledged (one query per 500 leads; only
     leads with one are in the answer)."""
     found: dict[str, set[Breach]] = {}
-    for start in range(0, len(lead_ids), 500):
-        chunk = lead_ids[start : start + 500]
+    for chunk in chunks(lead_ids):
         rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
             select(
                 Acknowledgement.lead_id, Acknowledgement.rule, Acknowledgement.deadline_at

@@ -125,6 +125,15 @@ def among(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement
     return cast("ColumnElement[bool]", column == any_(array))
 
 
+#: Values per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits.
+CHUNK = 500
+
+
+def chunks(values: Sequence[_T]) -> list[Sequence[_T]]:
+    """``values`` in slices of :data:`CHUNK`, one query each."""
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
 def array_literal(values: Iterable[Any]) -> str:
     """PostgreSQL's text form of a one-dimensional array (``{"a","b",NULL}``), for a parameter
     cast to an array type (``CAST(:p AS varchar[])``). psycopg adapts a Python list element by

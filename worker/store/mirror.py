@@ -18,7 +18,7 @@ from sqlalchemy import Select, String, delete, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from worker.crm.records import CrmLead, CrmOwner, CrmTouch
-from worker.store.db import plan_each_query
+from worker.store.db import chunks, plan_each_query
 from worker.store.models import (
     Lead,
     LeadStatusChange,
@@ -27,7 +27,6 @@ from worker.store.models import (
     Touch,
     TouchLead,
 )
-from worker.store.queries import chunks
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from worker.notices import breach_reference
 from worker.sla import RuleState
-from worker.store.db import among, insert_missing
+from worker.store.db import among, chunks, insert_missing
 from worker.store.models import (
     Finding,
     HealthCheck,
@@ -581,8 +581,7 @@ def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
     an index-only scan of ``ix_outbox_lead_id_keys``): a stage skips building notices that
     would be dropped anyway."""
     found: set[str] = set()
-    for start in range(0, len(lead_ids), 500):
-        chunk = lead_ids[start : start + 500]
+    for chunk in chunks(lead_ids):
         query = select(OutboxRow.dedup_key).where(among(session, OutboxRow.lead_id, chunk))
         found.update(key for (key,) in session.connection().execute(query))
     return found

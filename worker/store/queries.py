@@ -17,7 +17,7 @@ from sqlalchemy import Select, false, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from worker.names import display_name
-from worker.store.db import among, insert_missing
+from worker.store.db import among, chunks, insert_missing
 from worker.store.models import (
     AgreementApplied,
     Finding,
@@ -152,14 +152,6 @@ def load_bundles(session: Session, lead_ids: Sequence[str]) -> list[LeadBundle]:
         )
         for lead in leads
     ]
-
-
-#: Rows per IN (...) list: far below SQLite's and PostgreSQL's parameter limits.
-CHUNK = 500
-
-
-def chunks(ids: Sequence[str]) -> list[Sequence[str]]:
-    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
 def findings_for(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[str, Row]]:

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worker.store.db import insert_missing
+from worker.store.db import chunks, insert_missing
 from worker.store.models import RecycleApproval
 
 APPROVE = "approve"
@@ -75,12 +75,12 @@ def kept_unchanged(session: Session, modified: Mapping[str, datetime]) -> set[st
     that have not changed in the CRM since it was proposed: not to be proposed again."""
     kept: set[str] = set()
     ids = list(modified)
-    for start in range(0, len(ids), 500):
+    for chunk in chunks(ids):
         rows = session.execute(
             select(
                 RecycleApproval.lead_id, RecycleApproval.decision, RecycleApproval.lead_modified_at
             )
-            .where(RecycleApproval.lead_id.in_(ids[start : start + 500]))
+            .where(RecycleApproval.lead_id.in_(chunk))
             .order_by(RecycleApproval.lead_id, RecycleApproval.id)
         ).all()
         last = {lead_id: (decision, at) for lead_id, decision, at in rows}

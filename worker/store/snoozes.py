@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from worker.store.db import among
+from worker.store.db import among, chunks
 from worker.store.models import Snooze
 
 #: A breach as evaluate compares it: (rule, deadline).
@@ -57,8 +57,7 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[Breac
     a snooze are in the answer). Ended snoozes too: a repeat that fell due inside one stays
     held back when evaluate first sees it after the end (the returned reminder stands for it)."""
     found: dict[str, dict[Breach, datetime]] = {}
-    for start in range(0, len(lead_ids), 500):
-        chunk = lead_ids[start : start + 500]
+    for chunk in chunks(lead_ids):
         rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
             select(Snooze.lead_id, Snooze.rule, Snooze.deadline_at, Snooze.until).where(
                 among(session, Snooze.lead_id, chunk)
