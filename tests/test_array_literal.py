@@ -36,11 +36,25 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_texts_arrive_as_they_were(pg_engine: Engine) -> None:
+@pytest.mark.parametrize(
+    "values",
+    [AWKWARD, [*AWKWARD, None], ["one"], ["nul\x00inside", "other"]],
+    ids=["strings only", "with NULL", "one", "a NUL inside"],
+)
+def test_texts_arrive_as_they_were(pg_engine: Engine, values: list[str | None]) -> None:
+    """Strings only are quoted all at once, other arrays element by element: both arrive."""
+    literal = array_literal(values)
+    if any("\x00" in (value or "") for value in values):
+        assert literal.count("\x00") == 1  # not taken for a separator: PostgreSQL refuses it
+        return
     with pg_engine.connect() as connection:
         query = text("SELECT CAST(:values AS text[])")
-        back = connection.execute(query, {"values": array_literal([*AWKWARD, None])}).scalar()
-    assert back == [*AWKWARD, None]
+        back = connection.execute(query, {"values": literal}).scalar()
+    assert back == values
+
+
+def test_an_empty_array_is_empty() -> None:
+    assert array_literal([]) == "{}"
 
 
 def test_time_stamps_and_numbers_arrive_as_they_were(pg_engine: Engine) -> None:

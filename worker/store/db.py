@@ -141,15 +141,26 @@ def array_literal(values: Iterable[Any]) -> str:
     slow as this, for 500 time stamps two and a half times (measured per statement), and the
     arrays of a batch's writes were a fifth of a first pass. Every element is quoted, with
     backslash and double quote escaped (PostgreSQL docs, "Array Input and Output Syntax");
-    None is NULL; a datetime goes as ISO 8601 (aware: its offset says the instant)."""
-    return "{" + ",".join(_array_element(value) for value in values) + "}"
+    None is NULL; a datetime goes as ISO 8601 (aware: its offset says the instant).
+
+    An array of plain strings (a batch's ids: each batch sends its 500 ids with every read) is
+    quoted all at once, joined on NUL, which PostgreSQL text cannot hold; element by element
+    it was a tenth of reading a batch (cProfile, 10,000 leads due)."""
+    values = list(values)
+    if values and set(map(type, values)) == {str}:
+        joined = "\x00".join(values)
+        if joined.count("\x00") == len(values) - 1:  # no NUL inside one: the joins are the NULs
+            quoted = joined.replace("\\", "\\\\").replace('"', '\\"').replace("\x00", '","')
+            return '{"' + quoted + '"}'
+    return "{" + ",".join(map(_array_element, values)) + "}"
 
 
 def _array_element(value: Any) -> str:
     if value is None:
         return "NULL"
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, datetime):
+        return '"' + value.isoformat() + '"'  # nothing in it to escape
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def insert_missing(session: Session, model: Any, **values: Any) -> bool:
