@@ -165,23 +165,23 @@ def timed_pass(
     production (PostgreSQL: each batch claimed with SKIP LOCKED), over the leads marked
     changed (``due``: marked here, once the workers are ready). ``warm_up``: other leads each
     worker first makes a pass over, marked changed for each in turn (so that each judges them
-    all), as a worker that has been running has. Returns the
-    summed summary, the wall time of the pass from its start to the last worker's end, and
-    the largest peak RSS."""
+    all), as a worker that has been running has. Returns the summed summary, the wall time of
+    the pass from its start to the last worker's end, and the largest peak RSS."""
+    warm = warm_up or []
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     children = []
     gates: list[_Gate] = []
     for _ in range(processes):
         receive, send = context.Pipe(duplex=False)
-        gate = (context.Event(), context.Event()) if warm_up else None
+        gate = (context.Event(), context.Event()) if warm else None
         child = context.Process(target=_pass, args=(url, at, processes > 1, start, send, gate))
         child.start()
         children.append((child, receive))
         gates += [gate] if gate else []
     time.sleep(2)  # the children import and connect; the pass is timed from here
     for go, done in gates:
-        mark_changed(url, warm_up or [])
+        mark_changed(url, warm)
         go.set()
         done.wait()
     if due:
