@@ -40,6 +40,7 @@ from sqlalchemy import text, update
 
 from worker.config import Agreement, load_config
 from worker.crm.records import CrmLead, CrmOwner
+from worker.pipeline.context import freeze_long_lived_objects
 from worker.pipeline.evaluate import EvaluateSummary, evaluate
 from worker.store import mirror
 from worker.store.db import make_engine, make_sessionmaker, session_scope, upgrade
@@ -127,6 +128,7 @@ def _pass(
     agreement = Agreement(load_config(ROOT / "config" / "sla.yaml"))
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
+    freeze_long_lived_objects()  # as a worker process does once its context is open
     if warm_up is not None:
         go, done = warm_up
         go.wait()

@@ -14,7 +14,7 @@ from typing import Any
 from celery.signals import worker_process_shutdown
 
 from worker.celery_app import app
-from worker.pipeline.context import Context, open_context
+from worker.pipeline.context import Context, freeze_long_lived_objects, open_context
 from worker.pipeline.stages import StageFailed, run_stage
 from worker.settings import Settings
 
@@ -26,6 +26,7 @@ def _ctx() -> Context:
     global _context
     if _context is None:
         _context = _process.enter_context(open_context(Settings.from_env()))
+        freeze_long_lived_objects()  # what the context holds lives as long as the process
     return _context
 
 
