@@ -43,7 +43,7 @@ from worker.crm.records import CrmLead, CrmOwner
 from worker.pipeline.context import freeze_long_lived_objects
 from worker.pipeline.evaluate import EvaluateSummary, evaluate
 from worker.store import mirror
-from worker.store.db import make_engine, make_sessionmaker, session_scope, upgrade
+from worker.store.db import chunks, make_engine, make_sessionmaker, session_scope, upgrade
 from worker.store.models import Lead
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +101,7 @@ def mark_changed(url: str, ids: list[str]) -> None:
     """What a sync does when these leads changed in the CRM: mark them to be judged again."""
     engine = make_engine(url)
     with engine.begin() as connection:
-        for start in range(0, len(ids), 1_000):
-            chunk = ids[start : start + 1_000]
+        for chunk in chunks(ids):
             connection.execute(update(Lead).where(Lead.id.in_(chunk)).values(dirty=True))
     engine.dispose()
 

@@ -67,11 +67,11 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, set[Breach
     leads with one are in the answer)."""
     found: dict[str, set[Breach]] = {}
     for chunk in chunks(lead_ids):
-        rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
-            select(
-                Acknowledgement.lead_id, Acknowledgement.rule, Acknowledgement.deadline_at
-            ).where(among(session, Acknowledgement.lead_id, chunk))
-        )
+        query = select(
+            Acknowledgement.lead_id, Acknowledgement.rule, Acknowledgement.deadline_at
+        ).where(among(session, Acknowledgement.lead_id, chunk))
+        # Core: no ORM on the way, a pass reads this a batch; fetched at once, not row by row.
+        rows = session.connection().execute(query).all()
         for lead_id, rule, deadline_at in rows:
             found.setdefault(lead_id, set()).add((rule, deadline_at))
     return found

@@ -583,7 +583,7 @@ def existing_keys(session: Session, lead_ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for chunk in chunks(lead_ids):
         query = select(OutboxRow.dedup_key).where(among(session, OutboxRow.lead_id, chunk))
-        found.update(key for (key,) in session.connection().execute(query))
+        found.update(session.connection().execute(query).scalars().all())  # fetched at once
     return found
 
 

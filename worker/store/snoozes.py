@@ -58,11 +58,11 @@ def for_leads(session: Session, lead_ids: Sequence[str]) -> dict[str, dict[Breac
     held back when evaluate first sees it after the end (the returned reminder stands for it)."""
     found: dict[str, dict[Breach, datetime]] = {}
     for chunk in chunks(lead_ids):
-        rows = session.connection().execute(  # Core: no ORM on the way, a pass reads this a batch
-            select(Snooze.lead_id, Snooze.rule, Snooze.deadline_at, Snooze.until).where(
-                among(session, Snooze.lead_id, chunk)
-            )
+        query = select(Snooze.lead_id, Snooze.rule, Snooze.deadline_at, Snooze.until).where(
+            among(session, Snooze.lead_id, chunk)
         )
+        # Core: no ORM on the way, a pass reads this a batch; fetched at once, not row by row.
+        rows = session.connection().execute(query).all()
         for lead_id, rule, deadline_at, until in rows:
             found.setdefault(lead_id, {})[(rule, deadline_at)] = until
     return found
