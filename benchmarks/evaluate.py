@@ -8,8 +8,7 @@ own: the **first pass** (every lead new) and, an hour later, an **incremental pa
 minute. That pass is timed twice: in new processes, and in processes that have run a pass
 before, as a running worker's have (its context — configuration, calendars, database
 connections, compiled statements — is opened once per process and kept: ``worker.tasks``); the
-warm-up passes judge other leads (:data:`WARM_UP` each). Store round trips are included; the
-engine is a small part of either.
+warm-up passes judge other leads (:data:`WARM_UP` each). Store round trips are included.
 
     .venv/bin/python benchmarks/evaluate.py [--stored 100000] [--due 0.01] [--database-url URL]
         [--processes N]
@@ -17,8 +16,10 @@ engine is a small part of either.
 On PostgreSQL each pass is shared by ``--processes`` workers (default: one per core), each
 claiming batches with ``FOR UPDATE SKIP LOCKED`` as the evaluate task and its helpers do in
 production; its time runs from the start to the last worker's end, its peak RSS is the largest
-worker's. The last line is machine-readable, the incremental pass of running workers:
-``stored=<N> due=<n> processes=<p> pass_s=<s> leads_per_s=<int> peak_rss_mb=<MB>``.
+worker's, its CPU time the workers' summed (PostgreSQL's is not in it): with the workers' CPU
+near ``processes`` × the pass, the pass is bound by the machine's cores, and the figure moves
+with their speed. The last line is machine-readable, the incremental pass of running workers:
+``stored=<N> due=<n> processes=<p> pass_s=<s> leads_per_s=<int> cpu_s=<s> peak_rss_mb=<MB>``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import text, update
 
@@ -122,8 +124,9 @@ def _pass(
     url: str, at: datetime, claim: bool, start: Event, out: Connection, warm_up: _Gate | None
 ) -> None:
     """One evaluate pass in this (child) process, once ``start`` is set (the others are
-    ready too); sends back its summary and peak RSS. With ``warm_up``, a pass before, when
-    the parent opens that gate (having marked other leads changed for it)."""
+    ready too); sends back its summary, peak RSS and the CPU time the pass took. With
+    ``warm_up``, a pass before, when the parent opens that gate (having marked other leads
+    changed for it)."""
     agreement = Agreement(load_config(ROOT / "config" / "sla.yaml"))
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
@@ -134,10 +137,35 @@ def _pass(
         evaluate(agreement, sessions, at, claim=claim)
         done.set()
     start.wait()
+    before = _cpu_s()
     summary = evaluate(agreement, sessions, at, claim=claim)
+    cpu_s = _cpu_s() - before
     engine.dispose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.send((summary, peak_mb))
+    out.send((summary, peak_mb, cpu_s))
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Timed(NamedTuple):
+    """A timed pass: its summed summary, wall time from its start to the last worker's end,
+    the workers' CPU time (summed; PostgreSQL's own is not in it) and the largest peak RSS."""
+
+    summary: EvaluateSummary
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+
+    def describe(self) -> str:
+        leads = self.summary.leads
+        per_lead = f", {self.cpu_s / leads * 1e6:.0f} µs a lead" if leads else ""
+        return (
+            f"{self.wall_s:.2f} s, {int(leads / self.wall_s) if self.wall_s else 0} leads/s, "
+            f"workers' CPU {self.cpu_s:.2f} s{per_lead}, peak RSS {self.peak_mb:.0f} MB"
+        )
 
 
 #: (go, done): the parent lets a child make its warm-up pass, the child says it is done.
@@ -161,13 +189,12 @@ def timed_pass(
     processes: int,
     due: list[str] | None = None,
     warm_up: list[str] | None = None,
-) -> tuple[EvaluateSummary, float, float]:
+) -> Timed:
     """A pass shared by ``processes`` workers, as the evaluate task's helpers share one in
     production (PostgreSQL: each batch claimed with SKIP LOCKED), over the leads marked
     changed (``due``: marked here, once the workers are ready). ``warm_up``: other leads each
     worker first makes a pass over, marked changed for each in turn (so that each judges them
-    all), as a worker that has been running has. Returns the summed summary, the wall time of
-    the pass from its start to the last worker's end, and the largest peak RSS."""
+    all), as a worker that has been running has."""
     warm = warm_up or []
     context = multiprocessing.get_context("spawn")
     start = context.Event()
@@ -189,17 +216,20 @@ def timed_pass(
         mark_changed(url, due)
     started = time.perf_counter()
     start.set()
-    results: list[tuple[EvaluateSummary, float]] = [receive.recv() for _, receive in children]
+    results: list[tuple[EvaluateSummary, float, float]] = [
+        receive.recv() for _, receive in children
+    ]
     elapsed = time.perf_counter() - started
     for child, _ in children:
         child.join()
     total = EvaluateSummary()
-    for summary, _ in results:
+    for summary, _, _ in results:
         total.leads += summary.leads
         total.skipped += summary.skipped
         total.notifications += summary.notifications
         total.breached += summary.breached
-    return total, elapsed, max(peak for _, peak in results)
+    cpu_s = sum(cpu for _, _, cpu in results)
+    return Timed(total, elapsed, cpu_s, max(peak for _, peak, _ in results))
 
 
 def main() -> int:
@@ -226,30 +256,27 @@ def main() -> int:
             f"seeded {args.stored} leads in {time.perf_counter() - started:.0f} s ({store}); "
             f"each pass shared by {processes} process(es)"
         )
-        first, first_s, first_mb = timed_pass(url, NOW, processes)
-        print(f"first pass: {first.as_dict()}")
-        print(
-            f"first pass: {first_s:.1f} s, {int(first.leads / first_s)} leads/s, "
-            f"peak RSS {first_mb:.0f} MB"
-        )
+        first = timed_pass(url, NOW, processes)
+        print(f"first pass: {first.summary.as_dict()}")
+        print(f"first pass: {first.describe()}")
         settle(url)
         ids = changed_ids(args.stored, due)
-        cold, cold_s, cold_mb = timed_pass(url, LATER, processes, ids)
-        print(f"incremental pass: {cold.as_dict()}")
-        print(
-            f"incremental pass, new worker processes: {cold_s:.2f} s, "
-            f"{int(cold.leads / cold_s) if cold_s else 0} leads/s, peak RSS {cold_mb:.0f} MB"
-        )
+        cold = timed_pass(url, LATER, processes, ids)
+        print(f"incremental pass: {cold.summary.as_dict()}")
+        print(f"incremental pass, new worker processes: {cold.describe()}")
         warm = warm_up_ids(args.stored, ids)
-        again, again_s, again_mb = timed_pass(url, LATER, processes, ids, warm)
-        print(f"incremental pass, running workers: {again.as_dict()}")
+        again = timed_pass(url, LATER, processes, ids, warm)
+        print(f"incremental pass, running workers: {again.summary.as_dict()}")
+        print(f"incremental pass, running workers: {again.describe()}")
+    leads, wall_s = again.summary.leads, again.wall_s
     print(
-        f"stored={args.stored} due={again.leads} processes={processes} pass_s={again_s:.2f} "
-        f"leads_per_s={int(again.leads / again_s) if again_s else 0} peak_rss_mb={again_mb:.0f}"
+        f"stored={args.stored} due={leads} processes={processes} pass_s={wall_s:.2f} "
+        f"leads_per_s={int(leads / wall_s) if wall_s else 0} cpu_s={again.cpu_s:.2f} "
+        f"peak_rss_mb={again.peak_mb:.0f}"
     )
     # Every seeded lead has an owner and a policy: a pass that judged fewer lost work.
-    complete = first.leads == args.stored and first.skipped == 0
-    return 0 if complete and cold.leads >= due and again.leads >= due else 1
+    complete = first.summary.leads == args.stored and first.summary.skipped == 0
+    return 0 if complete and cold.summary.leads >= due and leads >= due else 1
 
 
 if __name__ == "__main__":
