@@ -159,11 +159,15 @@ class Timed(NamedTuple):
     cpu_s: float
     peak_mb: float
 
+    @property
+    def leads_per_s(self) -> int:
+        return int(self.summary.leads / self.wall_s) if self.wall_s else 0
+
     def describe(self) -> str:
         leads = self.summary.leads
         per_lead = f", {self.cpu_s / leads * 1e6:.0f} µs a lead" if leads else ""
         return (
-            f"{self.wall_s:.2f} s, {int(leads / self.wall_s) if self.wall_s else 0} leads/s, "
+            f"{self.wall_s:.2f} s, {self.leads_per_s} leads/s, "
             f"workers' CPU {self.cpu_s:.2f} s{per_lead}, peak RSS {self.peak_mb:.0f} MB"
         )
 
@@ -268,11 +272,10 @@ def main() -> int:
         again = timed_pass(url, LATER, processes, ids, warm)
         print(f"incremental pass, running workers: {again.summary.as_dict()}")
         print(f"incremental pass, running workers: {again.describe()}")
-    leads, wall_s = again.summary.leads, again.wall_s
+    leads = again.summary.leads
     print(
-        f"stored={args.stored} due={leads} processes={processes} pass_s={wall_s:.2f} "
-        f"leads_per_s={int(leads / wall_s) if wall_s else 0} cpu_s={again.cpu_s:.2f} "
-        f"peak_rss_mb={again.peak_mb:.0f}"
+        f"stored={args.stored} due={leads} processes={processes} pass_s={again.wall_s:.2f} "
+        f"leads_per_s={again.leads_per_s} cpu_s={again.cpu_s:.2f} peak_rss_mb={again.peak_mb:.0f}"
     )
     # Every seeded lead has an owner and a policy: a pass that judged fewer lost work.
     complete = first.summary.leads == args.stored and first.summary.skipped == 0
